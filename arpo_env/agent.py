@@ -1,0 +1,137 @@
+"""The agent-side contracts: token-in/token-out generation backends and trajectories.
+
+Defined here so that envs, benchmarks and trainers depend on a protocol, not on an implementation in
+``agents/`` (transformers, vLLM, OpenAI-compatible servers).
+
+Token-in/token-out (ARPO.md section 1): a backend receives token-id contexts and returns the exact ids it
+sampled with their log-probs and per-token entropies. Callers never re-tokenise decoded text between
+turns: a trajectory is the prompt ids, then alternately generated ids and the ids of the inserted tool
+results, and a branch point is a token index.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+
+class EntropySource(str, enum.Enum):
+    """How a backend obtained per-token entropy."""
+
+    EXACT = "exact"
+    """From the full next-token distribution (softmax of the logits) after temperature."""
+    TOPK = "topk"
+    """Renormalised over the top-k log-probs a server returned: a lower bound, biased low at high temperature."""
+    NONE = "none"
+    """Not available (entropies are NaN)."""
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings for one ``generate`` call (defaults: ARPO's evaluation settings, ARPO.md s. 7)."""
+
+    temperature: float = 0.6
+    """0 means greedy decoding (no branching in ARPO)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass."""
+    top_k: int = 20
+    """Sample among the k most likely tokens; 0 or -1 disables."""
+    repetition_penalty: float = 1.1
+    """Penalty on tokens already in the context (1.0 disables)."""
+    max_new_tokens: int = 1024
+    """Generation stops after this many new tokens (finish reason ``length``)."""
+    stop: tuple[str, ...] = ()
+    """Stop strings (e.g. ``</python>``); the stop string is kept in the output, as ARPO does."""
+    seed: int | None = None
+    """Seed for reproducible sampling where the backend supports it."""
+    logprobs_topk: int = 20
+    """How many top log-probs to ask for where the backend cannot give full logits."""
+
+
+@dataclass
+class Generation:
+    """One context's output."""
+
+    token_ids: list[int]
+    """The generated ids, exactly as sampled (the stop string's tokens included)."""
+    logprobs: list[float]
+    """Log-prob of each generated id under the sampling distribution's model (before top-p/top-k)."""
+    entropies: list[float]
+    """Entropy of each step's next-token distribution (see ``entropy_source``)."""
+    finish_reason: str
+    """``stop`` (stop string), ``eos`` (end-of-sequence token) or ``length``."""
+    stop_string: str | None = None
+    """The stop string that ended generation, if any."""
+    entropy_source: EntropySource = EntropySource.EXACT
+    text: str = ""
+    """Decoded text, for parsing and display only: never re-encode it."""
+
+
+@runtime_checkable
+class AgentBackend(Protocol):
+    """A token-in/token-out generator (the ``hf``, ``vllm`` and ``openai`` backends implement it)."""
+
+    def generate(self, contexts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+        """Generate one continuation per context, in order."""
+        ...
+
+
+@runtime_checkable
+class TextCompleter(Protocol):
+    """What an env needs from a model (a page summariser, an LLM judge): chat messages in, text out."""
+
+    def complete(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
+        ...
+
+
+@dataclass
+class ToolCallRecord:
+    """One tool call made in a trajectory."""
+
+    name: str | None
+    args: str | None
+    error: bool
+    turn: int
+
+
+@dataclass
+class Trajectory:
+    """One episode as tokens.
+
+    ``token_ids[:prompt_len]`` is the prompt; after it come model turns (``loss_mask`` 1) and tool
+    results (``loss_mask`` 0). ``logprobs`` and ``entropies`` align with ``token_ids`` (0.0 / NaN where
+    the token was not generated). ``turn_spans`` lists ``(start, end)`` of each model turn.
+    For ARPO trees, ``parent``/``branch_at`` say which trajectory this one was forked from and at which
+    token index the two diverge (the shared prefix is ``token_ids[:branch_at]``).
+    """
+
+    token_ids: list[int]
+    prompt_len: int
+    loss_mask: list[int]
+    logprobs: list[float]
+    entropies: list[float]
+    turn_spans: list[tuple[int, int]] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    finish_reason: str = ""
+    answer: str | None = None
+    task: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    """Decoded response (display and logging only)."""
+    id: int = 0
+    parent: int | None = None
+    branch_at: int | None = None
+    entropy_source: EntropySource = EntropySource.EXACT
+
+    def check(self) -> None:
+        """Raise ``ValueError`` if the aligned arrays disagree in length or the mask is malformed."""
+        n = len(self.token_ids)
+        for name in ("loss_mask", "logprobs", "entropies"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Trajectory.{name} has {len(getattr(self, name))} entries for {n} tokens")
+        if any(self.loss_mask[: self.prompt_len]):
+            raise ValueError("prompt tokens must have loss mask 0")
+        if any(m not in (0, 1) for m in self.loss_mask):
+            raise ValueError("loss mask values must be 0 or 1")

@@ -1,0 +1,113 @@
+"""The ``arpo`` command line.
+
+Core commands live here (``arpo envs``, ``arpo episode``). Other packages add theirs without editing this
+file: each module in :data:`COMMAND_MODULES` (and each entry point of the group ``arpo_env.cli``) exposes
+``register(app: typer.Typer) -> None``. Those modules must import heavy libraries (torch, vLLM) inside
+their commands, not at import time, so ``arpo --help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import logging
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import arpo_env
+
+app = typer.Typer(help="arpo-env: tool-use environments, agents, benchmarks and the ARPO trainer.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+log = logging.getLogger(__name__)
+
+#: Modules that contribute sub-commands (skipped when not installed).
+COMMAND_MODULES = ("envs.cli", "agents.cli", "benchmarks.cli", "trainers.cli")
+
+
+@app.command("envs")
+def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List registered environments with their tools and fork kind."""
+    rows = []
+    for rec in arpo_env.list_envs():
+        try:
+            cls = rec.load()
+            tools = ", ".join(getattr(cls, "declared_tools", ())) or "-"
+            kind = getattr(getattr(cls, "fork_kind", None), "value", "?")
+            desc = rec.description or (cls.__doc__ or "").strip().splitlines()[0]
+        except Exception as exc:  # an env whose module fails to import is still listed, with the reason
+            tools, kind, desc = "?", "?", f"(cannot import: {type(exc).__name__}: {exc})"
+        rows.append({"id": rec.id, "tools": tools, "fork_kind": kind, "source": rec.source, "description": desc})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="arpo-env environments")
+    for col in ("id", "tools", "fork kind", "source", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["tools"], r["fork_kind"], r["source"], r["description"])
+    console.print(table)
+
+
+@app.command("episode")
+def episode_command(env_id: str = typer.Argument("arpo/Calculator-v0", help="Environment id."),
+                    seed: int = typer.Option(0, help="Seed of the task draw."),
+                    question: Optional[str] = typer.Option(None, help="Ask this instead of a drawn task."),
+                    answer: Optional[str] = typer.Option(None, help="Gold answer for --question."),
+                    action: Optional[list[str]] = typer.Option(None, "--action", "-a",
+                                                               help="Actions to play (default: the env's scripted ones).")) -> None:
+    """Play a scripted episode and print every turn, the reward and a fork of the episode."""
+    env = arpo_env.make(env_id)
+    options = {"question": question, "answer": answer or ""} if question else None
+    prompt, info = env.reset(seed=seed, options=options)
+    console.rule(f"[bold]{env_id}[/] (fork kind: {env.fork_kind.value})")
+    console.print(f"[dim]system:[/] {info['system_prompt']}\n[bold]user:[/] {prompt}")
+    actions = list(action) if action else env.example_actions()
+    reward = 0.0
+    for i, act in enumerate(actions):
+        if i == 1:
+            branch = env.fork()
+            console.print(f"[magenta]forked after turn 1: the branch is at turn {branch.episode.turns}, "
+                          f"{branch.episode.tool_calls} tool call(s) made[/]")
+            branch.close()
+        obs, reward, terminated, truncated, info = env.step(act)
+        console.print(f"[green]agent:[/] {act}")
+        if obs:
+            console.print(f"[cyan]env:[/] {obs}")
+        if info["error"]:
+            console.print(f"[red]error:[/] {info['error']}")
+        if terminated or truncated:
+            break
+    ep = env.episode
+    console.print(f"[bold]answer:[/] {ep.answer!r}  [bold]gold:[/] {ep.task.answer}  [bold]reward:[/] {reward}  "
+                  f"[bold]tool calls:[/] {ep.tool_calls}  ({'terminated' if ep.terminated else 'truncated' if ep.truncated else 'running'})")
+    env.close()
+
+
+def _load_command_modules() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # the module does not exist yet: nothing to add
+                continue
+            raise
+        module.register(app)
+    for ep in importlib.metadata.entry_points(group="arpo_env.cli"):
+        try:
+            ep.load()(app)
+        except Exception as exc:
+            log.warning("arpo: CLI plugin %r failed to load: %s", ep.name, exc)
+
+
+def main() -> None:
+    """Entry point of the ``arpo`` console script."""
+    _load_command_modules()
+    app()
+
+
+if __name__ == "__main__":
+    main()

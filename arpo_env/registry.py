@@ -1,0 +1,127 @@
+"""Registration on top of Gymnasium's registry.
+
+``register(id, entry_point="module:Class", **kwargs)`` registers with Gymnasium (so ``gymnasium.make``
+works) and records the env in arpo-env's own table (``list_envs``, ``arpo envs``). Built-in envs are
+registered by entry-point strings and imported lazily. Third-party packages register without touching
+this code through the entry-point group ``arpo_env.envs``: each entry point names a function called with
+no arguments (which calls ``register``) or a module whose import registers its envs.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium as gym
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "arpo_env.envs"
+
+#: Built-in environments: id -> (entry point, description). Imported only when made or described.
+BUILTIN_ENVS: dict[str, tuple[str, str]] = {
+    "arpo/Calculator-v0": ("envs.calculator:CalculatorEnv", "arithmetic word problems with a safe calculator"),
+}
+
+
+class UnknownEnvError(gym.error.Error, KeyError):
+    """An id that is not registered; the message suggests close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass
+class EnvRecord:
+    """What arpo-env knows about a registered env."""
+
+    id: str
+    entry_point: str | Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = "user"
+    """``builtin``, ``plugin:<dist>`` or ``user``."""
+
+    def load(self) -> type:
+        """The env class (imports the module)."""
+        if callable(self.entry_point):
+            return self.entry_point
+        module, _, attr = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_RECORDS: dict[str, EnvRecord] = {}
+_plugins_loaded = False
+
+
+def register(id: str, entry_point: str | Callable[..., Any], *, description: str = "",
+             source: str = "user", **kwargs: Any) -> None:
+    """Register an env under ``id`` (``namespace/Name-vN``) for ``arpo_env.make`` and ``gymnasium.make``.
+
+    ``kwargs`` become the env's default constructor arguments; ``make(id, **more)`` overrides them.
+    Re-registering an id replaces it.
+    """
+    if isinstance(entry_point, str) and ":" not in entry_point:
+        raise ValueError(f"entry_point must look like 'package.module:ClassName', got {entry_point!r}")
+    if id in gym.registry:
+        del gym.registry[id]
+    gym.register(id=id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=False)
+    _RECORDS[id] = EnvRecord(id, entry_point, dict(kwargs), description, source)
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        before = set(_RECORDS)
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj()
+        except Exception as exc:  # a broken plugin must not break arpo-env
+            log.warning("arpo_env: plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+            continue
+        dist = getattr(ep.dist, "name", ep.name) if getattr(ep, "dist", None) else ep.name
+        for new in set(_RECORDS) - before:
+            _RECORDS[new].source = f"plugin:{dist}"
+
+
+def _register_builtins() -> None:
+    for env_id, (entry, desc) in BUILTIN_ENVS.items():
+        if env_id not in _RECORDS:
+            register(env_id, entry, description=desc, source="builtin")
+
+
+def list_envs() -> list[EnvRecord]:
+    """Every env registered with arpo-env (built-ins, plugins, user registrations), sorted by id."""
+    _load_plugins()
+    return [_RECORDS[k] for k in sorted(_RECORDS)]
+
+
+def get_record(id: str) -> EnvRecord:
+    """The record of ``id``; raises :class:`UnknownEnvError` with "did you mean" suggestions."""
+    _load_plugins()
+    if id not in _RECORDS:
+        close = difflib.get_close_matches(id, list(_RECORDS), n=3, cutoff=0.5)
+        close += [k for k in _RECORDS if k.lower() == id.lower() and k not in close]
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise UnknownEnvError(f"no arpo-env environment {id!r}.{hint} Registered: {', '.join(sorted(_RECORDS))}. "
+                              "Register your own with arpo_env.register(id, entry_point='module:Class').")
+    return _RECORDS[id]
+
+
+def make(id: str, **kwargs: Any) -> Any:
+    """Build a registered env (the raw env, no Gymnasium wrappers, so ``fork()`` is at hand).
+
+    ``kwargs`` override the registered defaults (e.g. ``max_tool_calls=6``). For the wrapped version with
+    Gymnasium's checkers use ``gymnasium.make(id, **kwargs)`` and ``env.unwrapped.fork()``.
+    """
+    get_record(id)
+    return gym.make(id, disable_env_checker=True, **kwargs).unwrapped
+
+
+_register_builtins()
