@@ -4,7 +4,7 @@ The contract everything else builds on: :class:`TextEnv`, the tool protocol, for
 :func:`check_fork`, the registry (:func:`register`, :func:`make`, :func:`list_envs`), ARPO's rewards and
 the agent/trajectory types. This package imports none of ``envs``, ``agents``, ``benchmarks`` or ``trainers``.
 """
-from arpo_env.agent import (AgentBackend, EntropySource, Generation, SamplingParams, TextCompleter,
+from arpo_env.agent import (Agent, AgentBackend, EntropySource, Generation, SamplingParams, TextCompleter,
                             ToolCallRecord, Trajectory)
 from arpo_env.env import EnvConfig, Episode, TextEnv
 from arpo_env.fork import ForkCheckError, ForkKind, ForkReport, check_fork
@@ -16,7 +16,7 @@ from arpo_env.tools import ForkableTool, FunctionTool, Tool, ToolResult
 
 __version__ = "0.1.0"
 __all__ = [
-    "Action", "AgentBackend", "EntropySource", "EnvConfig", "Episode", "ForkCheckError", "ForkKind",
+    "Action", "Agent", "AgentBackend", "EntropySource", "EnvConfig", "Episode", "ForkCheckError", "ForkKind",
     "ForkReport", "ForkableTool", "FunctionTool", "Generation", "ListTaskSource", "SamplingParams", "Task",
     "TaskSource", "TextCompleter", "TextEnv", "Tool", "ToolCallRecord", "ToolResult", "Trajectory",
     "UnknownEnvError", "arpo_reward", "check_fork", "check_format", "exact_match", "extract_answer",

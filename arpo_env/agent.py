@@ -135,3 +135,16 @@ class Trajectory:
             raise ValueError("prompt tokens must have loss mask 0")
         if any(m not in (0, 1) for m in self.loss_mask):
             raise ValueError("loss mask values must be 0 or 1")
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Plays whole episodes: what benchmarks and evaluation call (``agents.Agent`` implements it for any
+    backend; ``agents.scripted.ScriptedAgent`` for tests and harness benchmarks)."""
+
+    def rollout(self, envs: Sequence[Any], params: SamplingParams, *,
+                options: Sequence[dict[str, Any] | None] | None = None,
+                seeds: Sequence[int | None] | None = None) -> list[Trajectory]:
+        """Reset each env with its options/seed, play all episodes to the end in lockstep (tool calls run
+        concurrently), and return one trajectory per env, in order."""
+        ...
