@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "arpo_env.envs"
 #: Built-in environments: id -> (entry point, description). Imported only when made or described.
 BUILTIN_ENVS: dict[str, tuple[str, str]] = {
     "arpo/Calculator-v0": ("envs.calculator:CalculatorEnv", "arithmetic word problems with a safe calculator"),
+    "arpo/Python-v0": ("envs.python.env:PythonEnv", "compute questions with a persistent, forkable, sandboxed Python session"),
 }
 
 

@@ -1,0 +1,178 @@
+"""Host side of sandboxed sessions: a :class:`Tree` (one sandbox with its zygote) and its :class:`Session` s.
+
+- ``Tree.spawn()`` asks the zygote for a fresh session (a ``fork`` of the small zygote: about a
+  millisecond, no interpreter start-up).
+- ``Session.fork()`` asks the session to ``os.fork()`` itself: the child shares nothing with its parent
+  but copy-on-write memory pages, gets its own channel (a new socketpair end passed with ``SCM_RIGHTS``) and
+  a copy of the scratch directory. Cost: page tables, not data (see ``bench/python_tool.py``).
+- ``Session.execute()`` runs a cell with a wall-clock deadline. Past it the session's process group is
+  killed and the caller gets ``error="Timeout"``; a crashed session gives ``"SessionDied"``. Restarting
+  is the tool's job (:mod:`envs.python.tool`).
+- A tree lives while any of its sessions does (reference count); the last ``close`` tears it down
+  (the tier kills every process of the tree).
+
+Limits: sessions of one tree share the tree's uid, process budget and tmpfs, so a session can signal or
+read its own siblings (they are forks of one episode); different trees are isolated from each other.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from envs.python import channel
+from envs.python.config import SandboxConfig
+from envs.python.protocol import ExecResult, SandboxError, Tier, Zygote
+
+
+class Tree:
+    """One sandbox: a zygote plus the sessions spawned from it and forked from those."""
+
+    def __init__(self, tier: Tier, config: SandboxConfig):
+        self.tier, self.config = tier, config
+        self.zygote: Zygote = tier.start(config)
+        self._lock = threading.Lock()
+        self._refs = 0
+        self._closed = False
+        try:
+            msg, _ = channel.recv(self.zygote.ctl, timeout=config.start_timeout)
+            if msg.get("op") != "hello":
+                raise SandboxError(f"unexpected greeting from the {tier.name} sandbox: {msg}")
+        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+            tier.stop(self.zygote)
+            raise SandboxError(f"the {tier.name} sandbox did not start: {exc}") from exc
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed
+
+    def spawn(self) -> "Session":
+        """A fresh, empty session in this tree."""
+        host, worker = channel.pair()
+        try:
+            with self._lock:
+                if self._closed:
+                    raise SandboxError("the sandbox tree is closed")
+                channel.send(self.zygote.ctl, {"op": "spawn"}, (worker.fileno(),))
+                worker.close()
+                reply, _ = channel.recv(self.zygote.ctl, timeout=self.config.start_timeout)
+            return Session(self, host, reply.get("pid"))
+        except (channel.ChannelClosed, channel.ChannelTimeout, OSError) as exc:
+            host.close()
+            worker.close()
+            self._closed = True
+            raise SandboxError(f"the {self.tier.name} sandbox's zygote is gone: {exc}") from exc
+
+    def kill_group(self, host_pid: int | None, ns_pid: int | None) -> None:
+        """SIGKILL a session's process group (directly when allowed, else through the zygote)."""
+        if host_pid:
+            try:
+                os.killpg(host_pid, signal.SIGKILL)
+                return
+            except (PermissionError, ProcessLookupError):
+                pass
+        if ns_pid and not self._closed:
+            try:
+                with self._lock:
+                    channel.send(self.zygote.ctl, {"op": "kill", "pid": ns_pid})
+                    channel.recv(self.zygote.ctl, timeout=5)
+            except (channel.ChannelClosed, channel.ChannelTimeout, OSError):
+                pass
+
+    def _acquire(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def _release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs <= 0
+        if last:
+            self.close()
+
+    def close(self) -> None:
+        """Tear the whole tree down (every session in it dies). Idempotent."""
+        with self._lock:
+            self._closed = True
+        self.tier.stop(self.zygote)
+
+
+class Session:
+    """A live Python session (host handle). Not thread-safe: one caller at a time."""
+
+    def __init__(self, tree: Tree, chan: Any, spawn_pid: int | None):
+        self.tree = tree
+        self.chan = chan
+        self.closed = False
+        tree._acquire()
+        try:
+            hello, host_pid = channel.recv(chan, timeout=tree.config.start_timeout)
+        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+            self.close()
+            raise SandboxError(f"a new session did not answer: {exc}") from exc
+        self.ns_pid: int | None = hello.get("pid") or spawn_pid
+        self.host_pid: int | None = host_pid
+        self.scratch: str = hello.get("scratch", "")
+        self.calls = 0
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed
+
+    def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        """Run one cell. Never raises for the code's behaviour; a dead session gives ``SessionDied``."""
+        if self.closed:
+            return ExecResult("", "SessionDied", metadata={"reason": "the session is closed"})
+        timeout = self.tree.config.timeout if timeout is None else timeout
+        start = time.monotonic()
+        self.calls += 1
+        try:
+            channel.send(self.chan, {"op": "exec", "code": code})
+            reply, _ = channel.recv(self.chan, timeout=timeout)
+        except channel.ChannelTimeout:
+            self.close()
+            return ExecResult("", "Timeout", seconds=time.monotonic() - start,
+                              metadata={"timeout": timeout})
+        except channel.ChannelClosed as exc:
+            self.close()
+            return ExecResult("", "SessionDied", seconds=time.monotonic() - start,
+                              metadata={"reason": str(exc)})
+        return ExecResult(reply.get("output", ""), reply.get("error"), int(reply.get("dropped_bytes", 0)),
+                          seconds=time.monotonic() - start)
+
+    def fork(self) -> "Session":
+        """An independent copy of this session (variables, imports, scratch files)."""
+        if self.closed:
+            raise SandboxError("cannot fork a closed session")
+        host, worker = channel.pair()
+        try:
+            channel.send(self.chan, {"op": "fork"}, (worker.fileno(),))
+            worker.close()
+            reply, _ = channel.recv(self.chan, timeout=self.tree.config.start_timeout)
+            if reply.get("op") != "forked":
+                raise SandboxError(f"fork refused: {reply}")
+            return Session(self.tree, host, reply.get("pid"))
+        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+            host.close()
+            worker.close()
+            self.close()
+            raise SandboxError(f"the session died while forking: {exc}") from exc
+
+    def close(self) -> None:
+        """Kill the session (its process group) and release the tree. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.chan.close()  # the session's watchdog kills its group when it sees this
+        finally:
+            self.tree.kill_group(self.host_pid, self.ns_pid)
+            self.tree._release()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
