@@ -116,6 +116,8 @@ class Session:
         self.host_pid: int | None = host_pid
         self.scratch: str = hello.get("scratch", "")
         self.calls = 0
+        self.fork_seconds = 0.0
+        """Time the parent spent in ``os.fork()`` when this session was forked (0 if spawned)."""
 
     @property
     def alive(self) -> bool:
@@ -153,7 +155,9 @@ class Session:
             reply, _ = channel.recv(self.chan, timeout=self.tree.config.start_timeout)
             if reply.get("op") != "forked":
                 raise SandboxError(f"fork refused: {reply}")
-            return Session(self.tree, host, reply.get("pid"))
+            child = Session(self.tree, host, reply.get("pid"))
+            child.fork_seconds = float(reply.get("fork_seconds", 0.0))
+            return child
         except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
             host.close()
             worker.close()

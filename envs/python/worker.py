@@ -30,6 +30,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 
 MARKER = "arpo-python-worker"
@@ -203,6 +204,7 @@ class Session:
                 send(self.chan, {"op": "error", "error": f"unknown op {op!r}"})
 
     def fork(self, fd):
+        t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             self.chan.close()
@@ -223,7 +225,7 @@ class Session:
             return
         os.close(fd)
         self.children.add(pid)
-        send(self.chan, {"op": "forked", "pid": pid})
+        send(self.chan, {"op": "forked", "pid": pid, "fork_seconds": time.perf_counter() - t0})
 
     def run_cell(self, src):
         self.cells += 1
@@ -358,5 +360,31 @@ def zygote(cfg):
             send(ctl, {"op": "error", "error": "bad request"})
 
 
+def prestage(cfg):
+    """Root only, before an unprivileged sandbox tool (bwrap): hide the homes in a private mount
+    namespace (re-binding the interpreter), drop to the tree's uid, then exec ``cfg["exec"]``."""
+    setup = dict(cfg.get("setup", {}), netns=False)
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # parking space only
+    keep = [p for p in setup.get("keep", []) if os.path.isdir(p)]
+    for i, path in enumerate(keep):
+        os.makedirs(f"/tmp/.keep{i}")
+        _mount(path, f"/tmp/.keep{i}", None, MS_BIND | MS_REC)
+    for path in setup.get("hide", []):
+        if os.path.isdir(path) and not os.path.islink(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for i, path in enumerate(keep):
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/tmp/.keep{i}", path, None, MS_BIND | MS_REC)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    uid = cfg["uid"]
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    os.execv(cfg["exec"][0], cfg["exec"])
+
+
 if __name__ == "__main__":
-    zygote(json.loads(sys.argv[1]))
+    _cfg = json.loads(sys.argv[1])
+    prestage(_cfg) if _cfg.get("prestage") else zygote(_cfg)

@@ -58,7 +58,7 @@ def keep_paths(config: SandboxConfig, python: str) -> list[str]:
 def scrubbed_env() -> dict[str, str]:
     """The whole environment of a worker: nothing of the trainer's (tokens, keys) leaks in."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-            "HOME": "/tmp", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            "HOME": "/tmp", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def kill_uid(uid: int) -> None:
