@@ -147,7 +147,7 @@ def _strip_fence(code: str) -> str:
     if stripped.startswith("```") and stripped.endswith("```") and len(stripped) >= 6:
         body = stripped[3:-3]
         first, _, rest = body.partition("\n")
-        return rest if first.strip().isidentifier() or not first.strip() else body
+        return (rest if first.strip().isidentifier() or not first.strip() else body).strip("\n")
     return s
 
 

@@ -1,0 +1,50 @@
+"""Fixtures for the Python sandbox tests: every test that takes ``tier`` runs once per tier.
+
+A tier that cannot run here is skipped locally but FAILS under CI (``CI=true``): scripts/test.sh
+installs bubblewrap and starts the Docker engine, so CI must exercise all three for real.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from envs.python.config import TIERS, SandboxConfig
+from envs.python.tiers import get_tier
+from envs.python.tool import PythonTool
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_checked: dict[str, tuple[bool, str]] = {}
+
+
+def require(tier: str) -> None:
+    if tier not in _checked:
+        _checked[tier] = get_tier(tier).available(SandboxConfig(sandbox=tier))
+    ok, why = _checked[tier]
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"the {tier} sandbox must work in CI: {why}")
+        pytest.skip(f"{tier} sandbox unavailable here: {why}")
+
+
+@pytest.fixture(params=TIERS, ids=list(TIERS))
+def tier(request: pytest.FixtureRequest) -> str:
+    if request.param == "docker":
+        request.applymarker(pytest.mark.docker)
+    require(request.param)
+    return request.param
+
+
+@pytest.fixture
+def make_tool(tier: str):
+    """Build tools on the current tier (closed at the end of the test)."""
+    made: list[PythonTool] = []
+
+    def build(**kwargs) -> PythonTool:
+        tool = PythonTool(SandboxConfig(sandbox=tier, **kwargs))
+        made.append(tool)
+        return tool
+
+    yield build
+    for tool in made:
+        tool.close()

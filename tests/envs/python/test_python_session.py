@@ -1,0 +1,99 @@
+"""The python tool's session semantics on every tier: persistence, notebook printing, errors,
+truncation, timeouts with restart, and forks that share nothing."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from envs.python import make_python_tool
+from envs.python.tool import _strip_fence
+
+
+def test_state_persists_and_trailing_expression_prints(make_tool):
+    tool = make_tool()
+    assert tool("import math\ndef sq(v):\n    return v * v\nx = 12").text == "(no output)"
+    assert tool("sq(x) + math.isqrt(16)").text == "148"
+    assert tool("y = None\ny").text == "(no output)"  # None is not echoed, like a notebook
+    assert tool("print('a'); 'b'").text == "a\n'b'"
+    assert tool("import os, sys\nos.write(1, b'raw fd\\n'); sys.stderr.write('err\\n')").text.startswith("raw fd\nerr")
+
+
+def test_traceback_names_the_cell_and_session_survives(make_tool):
+    tool = make_tool()
+    res = tool("x = 1\ndef f():\n    return 1 / 0\nf()")
+    assert res.error and res.metadata["exception"] == "ZeroDivisionError"
+    assert 'File "<cell 1>", line 3, in f' in res.text and "ZeroDivisionError: division by zero" in res.text
+    assert "worker" not in res.text  # no frames of the sandbox's own code
+    assert tool("x").text == "1"
+    syn = tool("def (")
+    assert syn.error and "SyntaxError" in syn.text
+    assert tool("raise SystemExit(3)").metadata["exception"] == "SystemExit"
+    assert tool("x + 1").text == "2"
+
+
+def test_output_is_truncated_with_marker(make_tool):
+    tool = make_tool(max_output_chars=500)
+    res = tool("print('x' * 100_000)")
+    assert len(res.text) < 700 and "[output truncated:" in res.text
+    assert res.text.startswith("x" * 500)
+
+
+def test_timeout_restarts_session_with_note(make_tool):
+    tool = make_tool(timeout=1.5)
+    tool("keep = 5")
+    t0 = time.monotonic()
+    res = tool("import time\ntime.sleep(30)")
+    assert time.monotonic() - t0 < 4
+    assert res.error and res.metadata["restarted"] and "time limit of 1.5 s" in res.text and "lost" in res.text
+    after = tool("'keep' in globals()")
+    assert after.text == "False" and not after.error
+
+
+def test_fork_is_independent_in_memory_and_files(make_tool):
+    parent = make_tool()
+    parent("data = [1, 2]\nopen('f.txt', 'w').write('p')")
+    child = parent.fork()
+    try:
+        assert child("data.append(3)\nopen('f.txt', 'a').write('c')\ndata, open('f.txt').read()").text \
+            == "([1, 2, 3], 'pc')"
+        assert parent("data, open('f.txt').read()").text == "([1, 2], 'p')"
+        grandchild = child.fork()
+        try:
+            assert grandchild("data.pop()\ndata").text == "[1, 2]"
+            assert child("data").text == "[1, 2, 3]"
+        finally:
+            grandchild.close()
+        child.close()  # closing a fork leaves the parent alive
+        assert parent("len(data)").text == "2"
+    finally:
+        child.close()
+
+
+def test_fork_survives_parent_close(make_tool):
+    parent = make_tool()
+    parent("z = 7")
+    child = parent.fork()
+    parent.close()
+    try:
+        assert child("z * 6").text == "42"
+    finally:
+        child.close()
+
+
+def test_make_python_tool_contract():
+    tool = make_python_tool(sandbox="subprocess", timeout=5)
+    try:
+        from arpo_env.tools import ForkableTool, Tool
+        assert isinstance(tool, Tool) and isinstance(tool, ForkableTool)
+        assert tool.name == "python" and tool.tier == "subprocess" and "persistent" in tool.description
+        assert tool("print(6 * 7)").text == "42"
+    finally:
+        tool.close()
+    with pytest.raises(ValueError):
+        make_python_tool(sandbox="vm")
+
+
+def test_strip_fence():
+    assert _strip_fence("```python\nprint(1)\n```") == "print(1)"
+    assert _strip_fence("\nprint(1)\n") == "print(1)"
