@@ -5,5 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q torch==2.13.0          # CPU build on CPU-only machines; CUDA build on GPU machines
-python3 -m pip install -q -e ".[dev]"
+python3 -m pip install -q -e ".[dev,docker]"
+# Python sandbox tiers (envs/python): bubblewrap and a real Docker engine + image (no registry needed).
+# The sandbox tests then FAIL (not skip) if a tier does not work: ARPO_REQUIRE_TIERS.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
+  bash scripts/setup_docker.sh >/dev/null
+  export ARPO_REQUIRE_TIERS=${ARPO_REQUIRE_TIERS:-subprocess,bwrap,docker}
+fi
 python3 -m pytest -q "$@"
