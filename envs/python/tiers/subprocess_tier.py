@@ -49,7 +49,7 @@ class SubprocessTier:
         if common.is_root():
             cfg["setup"] = {"netns": not config.network, "tmpfs_mb": config.scratch_mb,
                             "hide": list(config.hide_paths), "keep": common.keep_paths(config, python)}
-        else:
+        else:  # no private tmpfs: a host temp dir, removed in stop()
             cfg["scratch_root"] = _user_scratch()
         try:
             proc = subprocess.Popen([python, "-I", "-c", common.worker_source(), json.dumps(cfg)],
@@ -58,6 +58,7 @@ class SubprocessTier:
                                     stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
             worker.close()
+        proc.arpo_scratch = None if common.is_root() else cfg["scratch_root"]  # type: ignore[attr-defined]
         return Zygote(host, proc.pid, uid, own, proc)
 
     def stop(self, zygote: Zygote) -> None:
@@ -66,6 +67,10 @@ class SubprocessTier:
         except OSError:
             pass
         common.stop_popen(zygote.handle)
+        scratch = getattr(zygote.handle, "arpo_scratch", None)
+        if scratch:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
         if zygote.own_uid and zygote.uid is not None:
             common.kill_uid(zygote.uid)  # anything that escaped the zygote's own kill
 
