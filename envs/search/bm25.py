@@ -157,7 +157,7 @@ class BM25Backend:
             if score <= 0:
                 continue
             p = self.passages[doc]
-            hits.append(Hit(title=p.title, snippet=p.text, id=p.id, score=round(float(score), 4)))
+            hits.append(Hit(title=p.title, snippet=p.text, url=p.url, id=p.id, score=round(float(score), 4)))
         return hits
 
     def __deepcopy__(self, memo: dict) -> "BM25Backend":

@@ -1,4 +1,4 @@
-"""Passage corpora: JSON-lines files of ``{"id", "title", "text"}``, plain or gzip-compressed.
+"""Passage corpora: JSON-lines files of ``{"id", "title", "text"}`` (optional ``"url"``), plain or gzip-compressed.
 
 The bundled corpus (:data:`BUNDLED_CORPUS`, ~9,000 passages) is the union of three public multi-hop QA
 pools (HippoRAG's copies of HotpotQA, MuSiQue and 2WikiMultihopQA training contexts; MIT code, CC BY-SA /
@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import quote
 
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED_CORPUS = DATA_DIR / "wiki_multihop_corpus.jsonl.gz"
@@ -34,6 +35,8 @@ class Passage:
     id: str
     title: str
     text: str
+    url: str = ""
+    """Where the passage comes from ('' when unknown); shown by search and opened by browse."""
 
 
 def _open_text(path: Path):
@@ -63,17 +66,23 @@ def load_corpus(path: str | Path = BUNDLED_CORPUS) -> list[Passage]:
     for i, rec in enumerate(iter_jsonl(path)):
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
             raise ValueError(f"{path}: record {i + 1} needs a string 'text' field, got {str(rec)[:80]!r}")
-        out.append(Passage(str(rec.get("id", i)), str(rec.get("title", "") or ""), rec["text"]))
+        out.append(Passage(str(rec.get("id", i)), str(rec.get("title", "") or ""), rec["text"],
+                           str(rec.get("url", "") or "")))
     if not out:
         raise ValueError(f"{path}: the corpus is empty")
     return out
+
+
+def wiki_url(title: str) -> str:
+    """The English Wikipedia URL of an article title."""
+    return "https://en.wikipedia.org/wiki/" + quote(title.strip().replace(" ", "_"), safe="()_,'-.:")
 
 
 def corpus_hash(passages: Iterable[Passage]) -> str:
     """SHA-256 (hex, first 16 chars) over the passages' canonical JSON, in order."""
     h = hashlib.sha256()
     for p in passages:
-        h.update(json.dumps([p.id, p.title, p.text], ensure_ascii=False).encode())
+        h.update(json.dumps([p.id, p.title, p.text, p.url], ensure_ascii=False).encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
 
@@ -96,7 +105,8 @@ def load_hotpotqa_questions(path: str | Path = HOTPOTQA_QUESTIONS) -> list[dict]
 def build_bundled_corpus(source_dir: str | Path, out_dir: str | Path = DATA_DIR) -> dict[str, int]:
     """Regenerate the bundled corpus and question files from HippoRAG's raw corpus files in ``source_dir``.
 
-    Passages are de-duplicated on (title, text); ids are ``<dataset>/<n>``. Returns counts.
+    Passages are de-duplicated on (title, text); ids are ``<dataset>/<n>``; every passage gets its
+    Wikipedia URL (all three pools are Wikipedia paragraphs). Returns counts.
     """
     src, out = Path(source_dir), Path(out_dir)
     seen: set[tuple[str, str]] = set()
@@ -107,7 +117,8 @@ def build_bundled_corpus(source_dir: str | Path, out_dir: str | Path = DATA_DIR)
         if key in seen or not key[1]:
             return
         seen.add(key)
-        records.append({"id": f"{dataset}/{len(records)}", "title": key[0], "text": key[1]})
+        records.append({"id": f"{dataset}/{len(records)}", "title": key[0], "text": key[1],
+                        "url": wiki_url(key[0])})
 
     hotpot = json.loads((src / "hotpotqa_train_corpus.json").read_text())
     for title, sentences in hotpot.items():

@@ -53,11 +53,16 @@ class SearchEnv(TextEnv):
 
     def __init__(self, *, backend_impl: SearchBackend | None = None, **kwargs: Any):
         self.search_config, rest = split_search_kwargs(dict(kwargs))
-        self.search_tool = make_search_tool(self.search_config, backend_impl)
-        self.backend = self.search_tool.backend
-        super().__init__([self.search_tool], **rest)
+        tool = make_search_tool(self.search_config, backend_impl)
+        self.backend = tool.backend
+        super().__init__([tool], **rest)
         if self.search_config.live:
             self.fork_kind, self.deterministic = ForkKind.EXTERNAL, False
+
+    @property
+    def search_tool(self) -> SearchTool:
+        """This env's search tool (after an ``external`` fork, the child's own fork of it)."""
+        return self.tools["search"]
 
     def default_task_source(self) -> TaskSource:
         return hotpotqa_tasks()

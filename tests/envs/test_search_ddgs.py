@@ -27,7 +27,9 @@ def test_no_network_gives_error_observation_within_timeout(tmp_path):
     assert not terminated and not truncated and reward == 0
     assert len(SearchCache(tmp_path / "live.sqlite")) == 0  # failures are never recorded
     child = env.fork()  # external kind: tools forked, cache shared
-    assert child.backend is env.backend
+    assert child.backend is env.backend and child.search_tool is not env.search_tool
+    child.step("<search>another query</search>")
+    assert env.search_tool.history == ["who wrote hamlet"] and len(child.search_tool.history) == 2
     env.close()
 
 
