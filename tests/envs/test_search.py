@@ -233,3 +233,30 @@ def test_search_env_replay_backend(tmp_path):
     assert info["tool_error"] and "replay-only" in obs
     with pytest.raises(ValueError):
         SearchEnv(backend="replay", cache_mode="off")
+
+
+# ----- CLI ---------------------------------------------------------------------------------------
+def test_cli_index_build_and_search(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from envs.search import cli
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    cli.register(app)
+    corpus = tmp_path / "user.jsonl"
+    corpus.write_text("".join(json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n" for p in TINY))
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", "build", "--corpus", str(corpus)])
+    assert first.exit_code == 0, first.output
+    info = json.loads(first.output)
+    assert info["passages"] == 4 and not info["loaded_from_cache"]
+    again = json.loads(runner.invoke(app, ["index", "build", "--corpus", str(corpus)]).output)
+    assert again["loaded_from_cache"] and again["index_dir"] == info["index_dir"]
+    res = runner.invoke(app, ["search", "capital of Norway", "-k", "1", "--corpus", str(corpus)])
+    assert res.exit_code == 0 and res.output.startswith("Page 1: Oslo: Oslo is the capital of Norway.")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "no text"}\n')
+    res = runner.invoke(app, ["index", "build", "--corpus", str(bad)])
+    assert res.exit_code == 2 and "needs a string 'text'" in res.output
