@@ -111,7 +111,7 @@ class BrowseEnv(TextEnv):
     (a ready :class:`~envs.browse.fetch.Fetcher`), ``summariser`` (a TextCompleter), and EnvConfig fields."""
 
     fork_kind = ForkKind.STATE
-    fork_shared = ("fetcher", "summariser")
+    fork_shared = ("fetcher", "summariser", "task_source")
     declared_tools = ("browse",)
 
     def __init__(self, *, fetcher_impl: Fetcher | None = None, summariser: TextCompleter | None = None,

@@ -13,7 +13,9 @@ with a zero TTL could race it); JavaScript is not run; PDFs and other binary for
 from __future__ import annotations
 
 import ipaddress
+import queue
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -70,9 +72,30 @@ class FetchConfig:
     """Extra request headers."""
 
 
-def check_url(url: str, *, allow_private: bool = False) -> str:
+def _resolve(host: str, port: int, timeout_s: float) -> list:
+    """``getaddrinfo`` abandoned after ``timeout_s`` (the resolver itself has no timeout argument)."""
+    box: queue.Queue = queue.Queue(maxsize=1)
+
+    def target() -> None:
+        try:
+            box.put((True, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+        except BaseException as exc:  # handed to the caller
+            box.put((False, exc))
+
+    threading.Thread(target=target, daemon=True, name="resolve").start()
+    try:
+        ok, value = box.get(timeout=max(0.01, timeout_s))
+    except queue.Empty:
+        raise FetchError(f"resolving {host!r} took longer than {timeout_s:.1f} s") from None
+    if not ok:
+        raise FetchError(f"cannot resolve host {host!r} ({value})")
+    return value
+
+
+def check_url(url: str, *, allow_private: bool = False, timeout_s: float = 10.0) -> str:
     """Validate a URL for fetching; returns it stripped. Raises :class:`FetchError` on a refused scheme,
-    a missing host, an unresolvable host, or (unless ``allow_private``) a non-public address."""
+    a missing host, an unresolvable host (or one slower than ``timeout_s`` to resolve), or (unless
+    ``allow_private``) a non-public address."""
     url = url.strip()
     try:
         parts = urlsplit(url)
@@ -84,10 +107,7 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
     host = parts.hostname
     if not host:
         raise FetchError(f"the URL {url!r} has no host")
-    try:
-        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise FetchError(f"cannot resolve host {host!r} ({exc})") from None
+    infos = _resolve(host, port or (443 if parts.scheme.lower() == "https" else 80), timeout_s)
     if not allow_private:
         for info in infos:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -117,7 +137,8 @@ class HttpFetcher:
         current = url
         with httpx.Client(follow_redirects=False, headers=headers, trust_env=False) as client:
             for hop in range(cfg.max_redirects + 1):
-                current = check_url(current, allow_private=cfg.allow_private)
+                current = check_url(current, allow_private=cfg.allow_private,
+                                    timeout_s=max(0.01, deadline - time.monotonic()))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise FetchError(f"timed out after {cfg.timeout_s:g} s")

@@ -48,7 +48,7 @@ class SearchEnv(TextEnv):
     (a ready :class:`SearchBackend`), and the :class:`~arpo_env.env.EnvConfig` fields."""
 
     fork_kind = ForkKind.STATE
-    fork_shared = ("backend",)
+    fork_shared = ("backend", "task_source")
     declared_tools = ("search",)
 
     def __init__(self, *, backend_impl: SearchBackend | None = None, **kwargs: Any):
