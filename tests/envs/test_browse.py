@@ -280,3 +280,14 @@ def test_live_env_fork_is_independent(server):
     child = env.fork()
     assert child.browse_tool is not env.browse_tool and child.browse_tool.fetcher is env.browse_tool.fetcher
     assert "Window 2 of" in child.step(acts[1])[0] and env.browse_tool.state.window == 0
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=3000), st.integers(200, 900))
+def test_split_windows_properties(text, size):
+    windows = split_windows(text, size)
+    assert windows and all(len(w) <= size for w in windows)
+    assert "".join("".join(windows).split()) == "".join(text.split())  # nothing lost but whitespace

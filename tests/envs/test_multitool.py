@@ -14,6 +14,15 @@ from envs.multitool import MultiToolEnv
 from envs.search.base import Hit
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _cache_dir(tmp_path_factory):
+    """Keep the BM25 index these tests build out of the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ARPO_ENV_CACHE_DIR", str(tmp_path_factory.mktemp("arpo-cache")))
+    yield
+    mp.undo()
+
+
 class StandInPython:
     """A trusted-code stand-in for the sandboxed python tool: a persistent namespace that forks by copy.
     (Test code only: it runs code in this process, which the real tool never does.)"""

@@ -246,12 +246,13 @@ def test_cli_index_build_and_search(tmp_path):
     app.command("noop")(lambda: None)
     cli.register(app)
     corpus = tmp_path / "user.jsonl"
-    corpus.write_text("".join(json.dumps({"id": p.id, "title": p.title, "text": p.text}) + "\n" for p in TINY))
+    rows = [{"id": p.id, "title": p.title, "text": p.text} for p in TINY] + [{"id": "z", "title": "CLI", "text": "only here"}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     runner = CliRunner()
     first = runner.invoke(app, ["index", "build", "--corpus", str(corpus)])
     assert first.exit_code == 0, first.output
     info = json.loads(first.output)
-    assert info["passages"] == 4 and not info["loaded_from_cache"]
+    assert info["passages"] == 5 and not info["loaded_from_cache"]
     again = json.loads(runner.invoke(app, ["index", "build", "--corpus", str(corpus)]).output)
     assert again["loaded_from_cache"] and again["index_dir"] == info["index_dir"]
     res = runner.invoke(app, ["search", "capital of Norway", "-k", "1", "--corpus", str(corpus)])
@@ -260,3 +261,18 @@ def test_cli_index_build_and_search(tmp_path):
     bad.write_text('{"title": "no text"}\n')
     res = runner.invoke(app, ["index", "build", "--corpus", str(bad)])
     assert res.exit_code == 2 and "needs a string 'text'" in res.output
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=200)
+                .filter(lambda s: s.strip()), min_size=1, max_size=8), st.integers(20, 300))
+def test_format_then_parse_keeps_every_hit(snippets, chars):
+    hits = [Hit("", s) for s in snippets]
+    text = format_hits(hits, snippet_chars=chars, show_titles=False)
+    back = parse_pages(text)
+    assert len(back) == len(hits)
+    for h, b in zip(hits, back):
+        assert len(b.snippet) <= chars + 1 and b.snippet == truncate(h.snippet, chars).strip()
