@@ -40,6 +40,8 @@ class DDGSConfig:
     """Region code passed to ``ddgs``."""
     safesearch: str = "moderate"
     """``on``, ``moderate`` or ``off``."""
+    proxy: str | None = None
+    """Proxy URL for ``ddgs`` (``http://``, ``socks5://``); None: direct (``ddgs`` also reads ``DDGS_PROXY``)."""
 
 
 class _RateLimiter:
@@ -63,7 +65,7 @@ _LIMITER = _RateLimiter()
 def _default_client(config: DDGSConfig) -> Callable[[str, int], list[dict[str, Any]]]:
     def call(query: str, k: int) -> list[dict[str, Any]]:
         from ddgs import DDGS
-        return DDGS(timeout=max(1, int(config.attempt_timeout_s))).text(
+        return DDGS(proxy=config.proxy, timeout=max(1, int(config.attempt_timeout_s))).text(
             query, max_results=k, backend=config.engine, region=config.region, safesearch=config.safesearch)
     return call
 
