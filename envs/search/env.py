@@ -39,8 +39,10 @@ def split_search_kwargs(kwargs: dict[str, Any]) -> tuple[SearchConfig, dict[str,
 
 def make_search_tool(config: SearchConfig, backend: SearchBackend | None = None) -> SearchTool:
     """A search tool for ``config`` (``backend`` injects a ready backend, e.g. a test double)."""
+    source = ("the web" if config.backend in ("ddgs", "replay") else
+              "a passage corpus" if config.corpus else "a Wikipedia passage corpus")
     return SearchTool(build_backend(config, backend), top_k=config.top_k, snippet_chars=config.snippet_chars,
-                      show_titles=config.show_titles, show_urls=config.show_urls)
+                      show_titles=config.show_titles, show_urls=config.show_urls, source=source)
 
 
 class SearchEnv(TextEnv):

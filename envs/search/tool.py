@@ -101,13 +101,14 @@ class SearchTool:
     name = "search"
 
     def __init__(self, backend: SearchBackend, *, top_k: int = 5, snippet_chars: int = 500,
-                 show_titles: bool = True, show_urls: bool = False, example: str = "Lilu mythology demon"):
+                 show_titles: bool = True, show_urls: bool = False, example: str = "Lilu mythology demon",
+                 source: str = "a Wikipedia passage corpus"):
         self.backend = backend
         self.top_k, self.snippet_chars = top_k, snippet_chars
         self.show_titles, self.show_urls = show_titles, show_urls
         self.example = example
         self.history: list[str] = []
-        self.description = (f"searches {'the web' if 'ddgs' in backend.name else 'a Wikipedia passage corpus'} "
+        self.description = (f"searches {source} "
                             f"and returns the top {top_k} results as 'Page i: title: snippet' lines, "
                             "e.g. <search>capital of Australia</search>.")
 
