@@ -29,8 +29,12 @@ COMMAND_MODULES = ("envs.cli", "agents.cli", "benchmarks.cli", "trainers.cli")
 
 
 @app.command("envs")
-def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+                 module: Optional[list[str]] = typer.Option(
+                     None, "--module", "-m", help="Import this module first (one that calls arpo_env.register).")) -> None:
     """List registered environments with their tools and fork kind."""
+    for name in module or []:
+        importlib.import_module(name)
     rows = []
     for rec in arpo_env.list_envs():
         try:

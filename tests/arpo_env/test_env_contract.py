@@ -1,0 +1,102 @@
+"""TextEnv semantics through the calculator env: Gymnasium checks, budgets, errors, rewards."""
+import warnings
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import arpo_env
+from arpo_env import EnvConfig
+
+
+def test_make_and_gymnasium_make_pass_check_env():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning from the checker fails the test
+        env = arpo_env.make("arpo/Calculator-v0")
+        check_env(env)
+        wrapped = gym.make("arpo/Calculator-v0", max_tool_calls=5)
+        assert wrapped.unwrapped.config.max_tool_calls == 5
+        check_env(wrapped.unwrapped)
+        wrapped.reset(seed=0)
+        wrapped.step("<calculator>1+1</calculator>")  # through the passive checker wrapper
+
+
+def test_reset_with_task_options_and_seeded_draws():
+    env = arpo_env.make("arpo/Calculator-v0")
+    prompt, info = env.reset(options={"question": "What is 2+2?", "answer": "4"})
+    assert prompt == "What is 2+2?" and info["task"]["answer"] == ["4"]
+    assert info["messages"][0]["role"] == "system" and "<calculator>" in info["system_prompt"]
+    a, _ = env.reset(seed=7)
+    b, _ = env.reset(seed=7)
+    c, _ = env.reset(seed=8)
+    assert a == b and a != c
+    with pytest.raises(ValueError, match="question"):
+        env.reset(options={"answer": "1"})
+
+
+def test_tool_call_answer_and_reward():
+    env = arpo_env.make("arpo/Calculator-v0")
+    env.reset(options={"question": "17*23?", "answer": "391"})
+    obs, r, term, trunc, info = env.step("<think>t</think><calculator>17*23</calculator>")
+    assert obs == "<result>\n391\n</result>" and (r, term, trunc) == (0.0, False, False)
+    assert info["tool_calls"] == 1 and info["tool_counts"] == {"calculator": 1}
+    obs, r, term, trunc, info = env.step("<think>d</think><answer>\\boxed{391}</answer>")
+    assert (obs, r, term, trunc) == ("", 1.0, True, False) and info["answer"] == "391"
+    obs, r, term, trunc, info = env.step("<calculator>1</calculator>")  # after the end: no crash
+    assert term and info["error"] == "episode ended"
+
+
+def test_tool_errors_are_observations():
+    env = arpo_env.make("arpo/Calculator-v0")
+    env.reset(seed=0)
+    obs, *_ , info = env.step("<calculator>9**9**9</calculator>")
+    assert "Error" in obs and "bits" in obs and info["tool_error"]
+    obs, *_ = env.step("<calculator>1/0</calculator>")
+    assert "division by zero" in obs
+
+
+def test_budget_counts_malformed_turns_and_truncates():
+    env = arpo_env.make("arpo/Calculator-v0", max_tool_calls=2)
+    env.reset(seed=0)
+    obs, _, _, trunc, info = env.step("no tags at all")
+    assert "Error" in obs and not trunc and info["invalid_calls"] == 1 and info["tool_calls_left"] == 1
+    env.step("<calculator>1+1</calculator>")
+    obs, r, term, trunc, info = env.step("<calculator>2+2</calculator>")
+    assert trunc and not term and "budget" in obs and r == -1.0  # no answer: ARPO's format penalty
+
+
+def test_max_turns_truncates():
+    env = arpo_env.make("arpo/Calculator-v0", max_tool_calls=10, max_turns=2)
+    env.reset(seed=0)
+    assert not env.step("<calculator>1</calculator>")[3]
+    assert env.step("<calculator>1</calculator>")[3]
+
+
+def test_overlong_action_rejected():
+    env = arpo_env.make("arpo/Calculator-v0", max_action_chars=50)
+    env.reset(seed=0)
+    obs, *_, info = env.step("<calculator>" + "1+" * 100 + "1</calculator>")
+    assert "limit is 50" in obs and info["invalid_calls"] == 1
+
+
+def test_result_truncation_marker():
+    env = arpo_env.make("arpo/Calculator-v0", max_result_chars=10)
+    env.reset(seed=0)
+    obs, *_ = env.step("<calculator>2**300</calculator>")
+    assert "[output truncated:" in obs
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(TypeError, match="unknown options"):
+        arpo_env.make("arpo/Calculator-v0", max_tool_cals=3)
+    with pytest.raises(ValueError, match="max_turns"):
+        EnvConfig(max_turns=0)
+    with pytest.raises(ValueError, match="only 'replay'"):
+        arpo_env.make("arpo/Calculator-v0", fork_kind="process")
+
+
+def test_render_ansi():
+    env = arpo_env.make("arpo/Calculator-v0", render_mode="ansi")
+    env.reset(options={"question": "q", "answer": "1"})
+    env.step("<calculator>1</calculator>")
+    assert env.render().startswith("q\n<calculator>1</calculator><result>")
