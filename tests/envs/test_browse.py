@@ -94,6 +94,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"<html><body>Not found</body></html>")
 
 
+
+def strict_check_env(env):
+    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)
+
 @pytest.fixture(scope="module")
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -253,7 +261,7 @@ def test_import_dir(tmp_path):
 
 def test_browse_env_corpus_default_checks():
     env = arpo_env.make("arpo/Browse-v0")
-    check_env(env, skip_render_check=True)
+    strict_check_env(env)
     report = check_fork(env)
     assert report.fork_kind == "state" and report.deterministic
     prompt, _ = env.reset(seed=1)

@@ -14,6 +14,14 @@ from envs.multitool import MultiToolEnv
 from envs.search.base import Hit
 
 
+
+def strict_check_env(env):
+    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)
+
 @pytest.fixture(autouse=True, scope="module")
 def _cache_dir(tmp_path_factory):
     """Keep the BM25 index these tests build out of the user's cache."""
@@ -65,7 +73,7 @@ def make_env(**kw):
 def test_multitool_checks_and_arpo_reward():
     env = make_env()
     assert isinstance(env.tools["python"], ForkableTool)
-    check_env(env, skip_render_check=True)
+    strict_check_env(env)
     report = check_fork(env)
     assert report.fork_kind == "process" and report.deterministic
     prompt, info = env.reset(seed=0)

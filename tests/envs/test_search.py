@@ -19,6 +19,14 @@ from envs.search.env import SearchEnv, recall_at_k
 from envs.search.tool import SearchTool
 
 
+
+def strict_check_env(env):
+    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env)
+
 @pytest.fixture(autouse=True, scope="module")
 def _cache_dir(tmp_path_factory):
     old = os.environ.get("ARPO_ENV_CACHE_DIR")
@@ -190,7 +198,7 @@ def test_arpo_cache_fixture_if_present(tmp_path):
 # ----- env ---------------------------------------------------------------------------------------
 def test_search_env_checks_and_episode():
     env = arpo_env.make("arpo/Search-v0")
-    check_env(env, skip_render_check=True)
+    strict_check_env(env)
     report = check_fork(env)
     assert report.fork_kind == "state" and report.deterministic
     prompt, info = env.reset(seed=3)
