@@ -67,7 +67,7 @@ class StandInPython:
 
 
 def make_env(**kw):
-    return MultiToolEnv(python_factory=StandInPython, **kw)
+    return arpo_env.make("arpo/MultiTool-v0", python_factory=StandInPython, **kw)
 
 
 def test_multitool_checks_and_arpo_reward():
