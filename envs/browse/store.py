@@ -1,0 +1,150 @@
+"""Offline pages: a SQLite page store with record/replay, and the bundled corpus served as pages.
+
+- :class:`PageStore`: saved pages (URL -> title, text, content type), a SQLite file in WAL mode, safe with
+  several processes. :meth:`PageStore.import_dir` loads a directory of saved ``.html``/``.txt`` files.
+- :class:`StoreFetcher`: a :class:`~envs.browse.fetch.Fetcher` in front of a store with the search cache's
+  modes: ``replay-only`` (default; a missing page is an error, nothing touches the network),
+  ``read-write`` (a miss is fetched live and recorded), ``off`` (always live).
+- :class:`CorpusPages`: the bundled Wikipedia passages as pages at their ``en.wikipedia.org`` URLs, so
+  search results can be opened offline. Several passages with one title are joined.
+
+URLs are compared after :func:`normalize_url` (scheme and host lower-cased, fragment dropped, a trailing
+slash on the path ignored).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from envs.browse.fetch import FetchError, Fetcher, Page
+from envs.search.cache import CacheMode
+
+
+def normalize_url(url: str) -> str:
+    """The lookup form of a URL (see module docstring)."""
+    p = urlsplit(url.strip())
+    path = unquote(p.path).rstrip("/") or "/"
+    return urlunsplit((p.scheme.lower(), p.netloc.lower(), path, p.query, ""))
+
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS pages (
+    url TEXT PRIMARY KEY, final_url TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
+    content_type TEXT NOT NULL, status INTEGER NOT NULL, truncated INTEGER NOT NULL, saved REAL NOT NULL)"""
+
+
+class PageStore:
+    """Saved pages in one SQLite file (see module docstring)."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
+        self.path = Path(path).expanduser()
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(_SCHEMA)
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def get(self, url: str) -> Page | None:
+        row = self._connect().execute(
+            "SELECT final_url, title, text, content_type, status, truncated FROM pages WHERE url=?",
+            (normalize_url(url),)).fetchone()
+        if row is None:
+            return None
+        return Page(url=row[0], title=row[1], text=row[2], content_type=row[3], status=row[4], truncated=bool(row[5]))
+
+    def put(self, url: str, page: Page) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
+            normalize_url(url), page.url or url, page.title, page.text, page.content_type, page.status,
+            int(page.truncated), time.time()))
+
+    def import_dir(self, directory: str | Path, base_url: str) -> int:
+        """Store every ``.html``/``.htm``/``.txt``/``.md`` file under ``directory`` at ``base_url`` + its
+        relative path (``index.html`` also answers for its folder). Returns the number of pages."""
+        from envs.browse.extract import extract_page
+        root, n = Path(directory), 0
+        kinds = {".html": "text/html", ".htm": "text/html", ".txt": "text/plain", ".md": "text/markdown"}
+        for f in sorted(root.rglob("*")):
+            media = kinds.get(f.suffix.lower())
+            if not f.is_file() or media is None:
+                continue
+            rel = f.relative_to(root).as_posix()
+            url = base_url.rstrip("/") + "/" + rel
+            page = extract_page(f.read_bytes(), url=url, media_type=media)
+            self.put(url, page)
+            if f.name in ("index.html", "index.htm"):
+                self.put(url.rsplit("/", 1)[0] + "/", page)
+            n += 1
+        return n
+
+    def __len__(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM pages").fetchone()[0]
+
+    def __deepcopy__(self, memo: dict) -> "PageStore":
+        return self
+
+
+class StoreFetcher:
+    """A fetcher that reads (and in ``read-write`` mode records) pages in a :class:`PageStore`."""
+
+    def __init__(self, store: PageStore, live: Fetcher | None = None, mode: str | CacheMode = "replay-only"):
+        self.store, self.live, self.mode = store, live, CacheMode(mode)
+        if self.mode is not CacheMode.REPLAY_ONLY and live is None:
+            raise ValueError(f"page store mode {self.mode.value!r} needs a live fetcher")
+
+    def fetch(self, url: str) -> Page:
+        if self.mode is not CacheMode.OFF:
+            page = self.store.get(url)
+            if page is not None:
+                return page
+            if self.mode is CacheMode.REPLAY_ONLY:
+                raise FetchError(f"{url} is not in the offline page store (replay-only: no live fetching)")
+        page = self.live.fetch(url)
+        if self.mode is CacheMode.READ_WRITE:
+            self.store.put(url, page)
+        return page
+
+    def __deepcopy__(self, memo: dict) -> "StoreFetcher":
+        return self
+
+
+class CorpusPages:
+    """Corpus passages (with a ``url``) served as pages; unknown URLs are a :class:`FetchError`."""
+
+    def __init__(self, passages: Iterable) -> None:
+        self._pages: dict[str, Page] = {}
+        for p in passages:
+            if not p.url:
+                continue
+            key = normalize_url(p.url)
+            page = self._pages.get(key)
+            if page is None:
+                self._pages[key] = Page(url=p.url, title=p.title, text=p.text)
+            elif p.text not in page.text:
+                page.text += "\n\n" + p.text
+
+    def fetch(self, url: str) -> Page:
+        page = self._pages.get(normalize_url(url))
+        if page is None:
+            raise FetchError(f"{url} is not in the offline corpus (offline browsing serves the corpus's "
+                             "en.wikipedia.org pages only; search first to find URLs)")
+        return Page(url=page.url, title=page.title, text=page.text)
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def __deepcopy__(self, memo: dict) -> "CorpusPages":
+        return self

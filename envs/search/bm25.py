@@ -1,0 +1,164 @@
+"""``bm25``: offline lexical search over a passage corpus with bm25s, the index cached on disk.
+
+Each passage is indexed as ``title + text``, lower-cased, English stop words removed and Snowball-stemmed
+(when PyStemmer is installed; the choice is part of the index key). The index is built on first use
+(about a second for the bundled 9,000 passages) and saved under :func:`cache_dir` ``/bm25/<key>`` where
+``key`` combines the corpus hash and the index parameters; a later process loads it instead. Builds are
+written to a temporary folder and renamed into place, so concurrent processes never see half an index.
+
+Hits with a score of 0 (no query term in the passage) are never returned. Not covered: dense retrieval,
+phrase queries, per-field weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from envs.search.base import Hit, SearchError
+from envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
+
+INDEX_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """arpo-env's cache folder: ``$ARPO_ENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/arpo-env``, else
+    ``~/.cache/arpo-env``."""
+    if os.environ.get("ARPO_ENV_CACHE_DIR"):
+        return Path(os.environ["ARPO_ENV_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "arpo-env"
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    """Index parameters (all of them are part of the on-disk cache key)."""
+
+    k1: float = 1.5
+    """Term-frequency saturation."""
+    b: float = 0.75
+    """Length normalisation."""
+    method: str = "lucene"
+    """bm25s scoring variant (``lucene``, ``robertson``, ``atire``, ``bm25l``, ``bm25+``)."""
+    stemmer: str | None = "english"
+    """Snowball stemmer language (needs PyStemmer); ``None`` disables stemming."""
+    stopwords: str = "en"
+    """bm25s stop-word list."""
+
+
+def _stemmer(lang: str | None) -> Any:
+    if not lang:
+        return None
+    try:
+        import Stemmer
+    except ImportError:
+        return None  # recorded in the index key as unstemmed
+    return Stemmer.Stemmer(lang)
+
+
+class BM25Backend:
+    """A :class:`~envs.search.base.SearchBackend` over a corpus (default: the bundled one).
+
+    ``passages`` may be given directly (tests, small corpora); otherwise ``corpus`` is read.
+    ``index_dir`` overrides where the index is cached; ``use_disk_cache=False`` keeps it in memory only.
+    Thread-safe for concurrent ``search`` calls.
+    """
+
+    def __init__(self, corpus: str | Path = BUNDLED_CORPUS, *, passages: list[Passage] | None = None,
+                 params: BM25Params | None = None, index_dir: str | Path | None = None,
+                 use_disk_cache: bool = True):
+        self.params = params or BM25Params()
+        self.passages = passages if passages is not None else load_corpus(corpus)
+        self.corpus_hash = corpus_hash(self.passages)
+        stem = _stemmer(self.params.stemmer)
+        self._effective = {**asdict(self.params), "stemmer": self.params.stemmer if stem else None,
+                           "format": INDEX_FORMAT}
+        key = hashlib.sha256(json.dumps(self._effective, sort_keys=True).encode()).hexdigest()[:8]
+        self.name = f"bm25:{self.corpus_hash}"
+        self.index_dir = Path(index_dir) if index_dir else cache_dir() / "bm25" / f"{self.corpus_hash}-{key}"
+        self._lock = threading.Lock()
+        self.loaded_from_disk = False
+        self.build_seconds = 0.0
+        self._load_or_build(stem, use_disk_cache)
+
+    # ----- index ----------------------------------------------------------------------------------
+    def _tokenizer(self, stem: Any) -> Any:
+        from bm25s.tokenization import Tokenizer
+        return Tokenizer(lower=True, stopwords=self.params.stopwords, stemmer=stem)
+
+    def _load_or_build(self, stem: Any, use_disk_cache: bool) -> None:
+        import bm25s
+        self._tok = self._tokenizer(stem)
+        marker = self.index_dir / "arpo_index.json"
+        if use_disk_cache and marker.exists():
+            try:
+                meta = json.loads(marker.read_text())
+                if meta.get("params") == self._effective and meta.get("n") == len(self.passages):
+                    self._bm25 = bm25s.BM25.load(str(self.index_dir), show_progress=False)
+                    self._tok.load_vocab(str(self.index_dir / "tokenizer_vocab.json"))
+                    self.loaded_from_disk = True
+                    return
+            except Exception:  # a damaged cache is rebuilt, never fatal
+                pass
+        t0 = time.perf_counter()
+        tokens = self._tok.tokenize([f"{p.title}\n{p.text}" for p in self.passages], show_progress=False,
+                                 return_as="tuple")
+        self._bm25 = bm25s.BM25(k1=self.params.k1, b=self.params.b, method=self.params.method)
+        self._bm25.index(tokens, show_progress=False)
+        self.build_seconds = time.perf_counter() - t0
+        if use_disk_cache:
+            self._save()
+
+    def _save(self) -> None:
+        parent = self.index_dir.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=parent))
+        except OSError:
+            return  # read-only cache location: keep the in-memory index
+        try:
+            self._bm25.save(str(tmp), show_progress=False)
+            self._tok.save_vocab(str(tmp / "tokenizer_vocab.json"))
+            (tmp / "arpo_index.json").write_text(json.dumps(
+                {"params": self._effective, "n": len(self.passages), "corpus_hash": self.corpus_hash}))
+            try:
+                os.replace(tmp, self.index_dir)  # atomic when the target does not exist or is empty
+            except OSError:
+                shutil.rmtree(self.index_dir, ignore_errors=True)  # a stale or concurrent build is there
+                try:
+                    os.replace(tmp, self.index_dir)
+                except OSError:
+                    pass  # another process won the race; its index is equivalent
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ----- search ---------------------------------------------------------------------------------
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The ``k`` best passages with a positive score."""
+        if k < 1:
+            raise SearchError(f"k must be at least 1, got {k}")
+        if not query.strip():
+            raise SearchError("the query is empty")
+        k = min(k, len(self.passages))
+        with self._lock:
+            q = self._tok.tokenize([query], update_vocab=False, show_progress=False, return_as="string")
+            if not any(q[0]):  # only stop words or unknown terms
+                return []
+            docs, scores = self._bm25.retrieve(q, k=k, show_progress=False, n_threads=1)
+        hits = []
+        for doc, score in zip(docs[0].tolist(), scores[0].tolist()):
+            if score <= 0:
+                continue
+            p = self.passages[doc]
+            hits.append(Hit(title=p.title, snippet=p.text, url=p.url, id=p.id, score=round(float(score), 4)))
+        return hits
+
+    def __deepcopy__(self, memo: dict) -> "BM25Backend":
+        return self  # read-only index: env forks share it

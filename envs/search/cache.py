@@ -1,0 +1,160 @@
+"""A persistent search cache (SQLite) and the backend wrapper that uses it.
+
+Modes (:class:`CacheMode`):
+
+- ``off``: every query goes to the backend; nothing is read or written.
+- ``read-write``: a hit is served from the cache; a miss asks the backend and records the answer
+  (errors are never recorded, so a later run retries them).
+- ``replay-only``: a hit is served; a miss is a :class:`~envs.search.base.SearchError`. A run replayed
+  against a filled cache therefore sees exactly the recorded world, and never touches the network.
+
+Key: ``(backend name, normalised query, k)``. A lookup for ``k`` is also answered by a record made with a
+larger ``k`` (its first ``k`` hits). Values are the hit lists as JSON, so formatting can change without
+invalidating the cache.
+
+Concurrency: the database runs in WAL mode with a busy timeout, so several processes (rollout workers)
+can read and write one file at once; each thread and each process (after ``os.fork``) opens its own
+connection. The cache object is shared, never copied, by env forks (``deepcopy`` returns it as is).
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from envs.search.base import Hit, SearchBackend, SearchError, normalize_query
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS search_cache (
+    backend TEXT NOT NULL,
+    query   TEXT NOT NULL,
+    k       INTEGER NOT NULL,
+    hits    TEXT NOT NULL,
+    raw_query TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (backend, query, k)
+)"""
+
+
+class CacheMode(str, enum.Enum):
+    """How a :class:`CachedBackend` uses its cache (see module docstring)."""
+
+    OFF = "off"
+    READ_WRITE = "read-write"
+    REPLAY_ONLY = "replay-only"
+
+
+class SearchCache:
+    """A SQLite file of recorded search results, safe for several threads and processes."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
+        self.path = Path(path).expanduser()
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connect()  # fail early on an unusable path
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(_SCHEMA)
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def get(self, backend: str, query: str, k: int) -> list[Hit] | None:
+        """The recorded hits for ``(backend, query)`` made with at least ``k`` results, cut to ``k``."""
+        row = self._connect().execute(
+            "SELECT hits FROM search_cache WHERE backend=? AND query=? AND k>=? ORDER BY k LIMIT 1",
+            (backend, normalize_query(query), k)).fetchone()
+        if row is None:
+            return None
+        return [Hit.from_dict(d) for d in json.loads(row[0])][:k]
+
+    def put(self, backend: str, query: str, k: int, hits: list[Hit]) -> None:
+        """Record (or replace) the hits of a query."""
+        self._connect().execute(
+            "INSERT OR REPLACE INTO search_cache VALUES (?, ?, ?, ?, ?, ?)",
+            (backend, normalize_query(query), k, json.dumps([h.to_dict() for h in hits], ensure_ascii=False),
+             query, time.time()))
+
+    def __len__(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM search_cache").fetchone()[0]
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def __deepcopy__(self, memo: dict) -> "SearchCache":
+        return self  # a handle on a shared file: forks share it
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path), "timeout_s": self.timeout_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], timeout_s=state["timeout_s"])
+
+
+class CachedBackend:
+    """Puts a :class:`SearchCache` in front of a backend; itself a :class:`SearchBackend`.
+
+    ``backend`` may be ``None`` for a pure replay of recorded results (``backend_name`` then names the
+    records to read, and the mode must be ``replay-only``). Counts ``hits``/``misses`` for reports.
+    """
+
+    def __init__(self, backend: SearchBackend | None, cache: SearchCache | None,
+                 mode: str | CacheMode = CacheMode.READ_WRITE, *, backend_name: str | None = None):
+        self.mode = CacheMode(mode)
+        if backend is None and self.mode is not CacheMode.REPLAY_ONLY:
+            raise ValueError("a CachedBackend without a backend can only replay (mode='replay-only')")
+        if cache is None and self.mode is not CacheMode.OFF:
+            raise ValueError(f"cache mode {self.mode.value!r} needs a SearchCache")
+        self.backend, self.cache = backend, cache
+        self.name = backend_name or (backend.name if backend is not None else "")
+        if not self.name:
+            raise ValueError("backend_name is required when there is no backend")
+        self.hits = self.misses = 0
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        if self.mode is not CacheMode.OFF:
+            found = self.cache.get(self.name, query, k)
+            if found is not None:
+                self.hits += 1
+                return found
+            self.misses += 1
+            if self.mode is CacheMode.REPLAY_ONLY:
+                raise SearchError(f"the query {query!r} is not in the search cache and the cache is "
+                                  "replay-only (no live search in this run)")
+        results = self.backend.search(query, k)
+        if self.mode is CacheMode.READ_WRITE:
+            self.cache.put(self.name, query, k, results)
+        return results
+
+    def __deepcopy__(self, memo: dict) -> "CachedBackend":
+        return self  # shared by forks: the world siblings see is one
+
+
+def import_arpo_cache(path: str | Path, cache: SearchCache, *, backend_name: str = "arpo-bing",
+                      k: int = 10) -> int:
+    """Load ARPO's recorded Bing cache (``{query: "Page 1: … Page 2: …"}``) into ``cache`` as records of
+    ``backend_name``, so ``replay-only`` runs can answer those queries offline. Returns the count."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    from envs.search.base import parse_pages
+    n = 0
+    for query, text in data.items():
+        if isinstance(query, str) and isinstance(text, str):
+            cache.put(backend_name, query, k, parse_pages(text)[:k])
+            n += 1
+    return n

@@ -1,0 +1,77 @@
+"""``arpo index …`` and ``arpo search``: build BM25 indexes, inspect them, import ARPO's recorded cache,
+and try a query from the shell. Heavy imports (bm25s) happen inside the commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+index_app = typer.Typer(help="Build and inspect offline search indexes (BM25 over a JSON-lines corpus).",
+                        no_args_is_help=True)
+
+
+@index_app.command("build")
+def build_command(corpus: Optional[Path] = typer.Option(None, "--corpus", "-c", exists=True, dir_okay=False,
+                                                        help='JSON lines of {"id", "title", "text"} (.jsonl or '
+                                                             '.jsonl.gz); default: the bundled corpus.'),
+                  out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
+                                                     help="Index folder (default: the cache dir, keyed by "
+                                                          "corpus hash, where search finds it)."),
+                  force: bool = typer.Option(False, "--force", help="Rebuild even if a cached index exists.")) -> None:
+    """Build (or load) the BM25 index of a corpus and print where it is, as JSON."""
+    import shutil
+
+    from envs.search.bm25 import BM25Backend
+    from envs.search.corpus import BUNDLED_CORPUS
+    path = corpus or BUNDLED_CORPUS
+    try:
+        if force:
+            probe = BM25Backend(path, use_disk_cache=False)
+            if out is None:
+                shutil.rmtree(probe.index_dir, ignore_errors=True)
+        backend = BM25Backend(path, index_dir=out)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    print(json.dumps({"corpus": str(path), "passages": len(backend.passages), "corpus_hash": backend.corpus_hash,
+                      "index_dir": str(backend.index_dir), "loaded_from_cache": backend.loaded_from_disk,
+                      "build_s": round(backend.build_seconds, 3)}, indent=2))
+
+
+@index_app.command("import-arpo-cache")
+def import_command(source: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                 help="ARPO's search_cache.json ({query: 'Page 1: …'})."),
+                   cache: Optional[Path] = typer.Option(None, help="SQLite cache (default: the cache dir's)."),
+                   backend_name: str = typer.Option("arpo-bing", help="Records are stored under this backend name.")) -> None:
+    """Load ARPO's recorded search results so replay runs (backend='replay') can answer them offline."""
+    from envs.search.bm25 import cache_dir
+    from envs.search.cache import SearchCache, import_arpo_cache
+    target = SearchCache(cache or cache_dir() / "search_cache.sqlite")
+    n = import_arpo_cache(source, target, backend_name=backend_name)
+    print(json.dumps({"imported": n, "cache": str(target.path), "backend_name": backend_name}))
+
+
+def search_command(query: str = typer.Argument(..., help="The query."),
+                   k: int = typer.Option(5, "-k", help="Number of results."),
+                   backend: str = typer.Option("bm25", help="bm25, ddgs or replay."),
+                   corpus: Optional[Path] = typer.Option(None, help="Corpus for bm25."),
+                   as_json: bool = typer.Option(False, "--json", help="Print hits as JSON.")) -> None:
+    """Run one search and print the results as the agent sees them."""
+    from envs.search.base import SearchError, format_hits
+    from envs.search.tool import SearchConfig, build_backend
+    b = build_backend(SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, top_k=k))
+    try:
+        hits = b.search(query, k)
+    except SearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False) if as_json
+          else format_hits(hits, show_urls=True))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``arpo index`` and ``arpo search`` to the ``arpo`` command line."""
+    app.add_typer(index_app, name="index")
+    app.command("search")(search_command)
