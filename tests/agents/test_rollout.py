@@ -163,3 +163,13 @@ def test_rollout_states_fork_independently():
     assert len(child.token_ids) > len(state.token_ids) and len(state.turn_spans) == 1
     assert state.env.unwrapped.episode.tool_calls == 1 and child.env.unwrapped.episode.tool_calls == 2
     assert child.token_ids[:child.branch_at] == state.token_ids
+
+
+def test_backend_completer_is_a_text_completer():
+    from arpo_env import TextCompleter
+    from agents.completer import BackendCompleter
+    model, tok = tiny_model_and_tokenizer("qwen2")
+    c = BackendCompleter(HFBackend(model, tok), tok)
+    assert isinstance(c, TextCompleter)
+    out = c.complete([{"role": "user", "content": "Summarise: the page."}], max_new_tokens=5)
+    assert isinstance(out, str) and "<|im_end|>" not in out
