@@ -21,13 +21,14 @@ import shutil
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import arpo_env
 from arpo_env.agent import Agent, SamplingParams
+from arpo_env.env import EnvConfig
 from benchmarks import metrics
 from benchmarks.judge import LLMJudge
 from benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
@@ -104,8 +105,15 @@ def item_seed(base: int, bench: str, sample_id: str, attempt: int) -> int:
 
 
 def env_for(cfg: EvalConfig, bench: Benchmark) -> tuple[str, dict[str, Any]]:
-    """Env id and kwargs for a benchmark under this config."""
-    return cfg.env or bench.env_id, {**bench.env_kwargs, **cfg.env_kwargs}
+    """Env id and kwargs for a benchmark under this config. With another env than the benchmark's default,
+    only the benchmark's generic budgets (:class:`arpo_env.EnvConfig` fields such as ``max_tool_calls``)
+    carry over, since tool-specific kwargs (``browse``) belong to the default env."""
+    env_id = cfg.env or bench.env_id
+    base = dict(bench.env_kwargs)
+    if env_id != bench.env_id:
+        generic = {f.name for f in fields(EnvConfig)}
+        base = {k: v for k, v in base.items() if k in generic}
+    return env_id, {**base, **cfg.env_kwargs}
 
 
 def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge: LLMJudge | None) -> dict[str, Any]:
