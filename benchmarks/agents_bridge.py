@@ -32,6 +32,10 @@ def as_completer(obj: Any) -> TextCompleter:
     """``obj`` as a :class:`TextCompleter`, or ``TypeError`` saying why not."""
     if isinstance(obj, TextCompleter):
         return obj
+    if getattr(obj, "backend", None) is not None and getattr(obj, "tokenizer", None) is not None:
+        from agents.completer import BackendCompleter  # greedy decoding, as a judge should
+
+        return BackendCompleter(obj.backend, obj.tokenizer)
     for attr in ("completer", "as_completer"):
         c = getattr(obj, attr, None)
         c = c() if callable(c) and not isinstance(c, TextCompleter) else c

@@ -130,18 +130,19 @@ def benchmarks_command(as_json: bool = typer.Option(False, "--json", help="JSON 
 
 def demo_command(
     out: str = typer.Option("arpo-demo", "--out", "-o", help="Result folder."),
-    limit: int = typer.Option(4, help="Samples per benchmark."),
-    benchmarks: str = typer.Option("gsm8k,math500,hotpotqa_offline", help="Benchmarks of the demo."),
+    limit: int = typer.Option(3, help="Samples per benchmark."),
+    benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Benchmarks of the demo."),
     model: Optional[str] = typer.Option(None, help="Model (default: the embedded SmolLM2-135M-Instruct)."),
     backend: str = typer.Option("hf", help="Agent backend."),
-    max_new_tokens: int = typer.Option(256, help="Per model turn (small, for a laptop CPU)."),
+    max_new_tokens: int = typer.Option(192, help="Per model turn (small, for a laptop CPU)."),
+    max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
 ) -> None:
     """Offline evaluation of the default model on a small slice of a few benchmarks, with the default
     tools, ending in a leaderboard table (minutes on a laptop CPU)."""
     from benchmarks.demo import run_demo
 
     run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,
-             max_new_tokens=max_new_tokens)
+             max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens)
 
 
 def register(app: typer.Typer) -> None:

@@ -92,6 +92,18 @@ def describe_agent(agent: Any) -> dict[str, Any]:
     base = {"class": f"{type(agent).__module__}.{type(agent).__qualname__}"}
     if callable(d):
         base.update(d())
+    backend = getattr(agent, "backend", None)
+    if backend is not None:
+        base["backend_class"] = f"{type(backend).__module__}.{type(backend).__qualname__}"
+        cfg = getattr(backend, "config", None)
+        if cfg is not None and hasattr(cfg, "__dict__"):
+            base["backend_config"] = {k: v for k, v in vars(cfg).items() if not k.startswith("_")}
+        name = getattr(getattr(getattr(backend, "model", None), "config", None), "_name_or_path", None)
+        if name:
+            base.setdefault("model_path", str(name))
+    for k in ("max_response_tokens",):
+        if hasattr(agent, k):
+            base[k] = getattr(agent, k)
     return base
 
 

@@ -128,7 +128,8 @@ def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge:
             env.close()
     agent_info = describe_agent(agent)
     model_path = agent_info.get("model_path") or cfg.model
-    return {"model": cfg.model or agent_info.get("model") or "default", "model_sha256": path_hash(model_path),
+    label = cfg.model or agent_info.get("model") or (Path(model_path).name if model_path else "default")
+    return {"model": label, "model_sha256": path_hash(model_path),
             "backend": cfg.backend, "method": cfg.method, "agent": agent_info,
             "sampling": asdict(cfg.sampling), "seed": cfg.seed, "judge": judge.describe() if judge else None,
             "benchmarks": {b.name: b.describe(cfg.data_dir) for b in benches}, "envs": envs,
