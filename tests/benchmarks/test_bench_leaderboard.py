@@ -97,3 +97,12 @@ def test_cli_eval_refuses_changed_settings(tmp_path):
     assert "| GSM8K (math_equiv)" in res.output
     res = CliRunner().invoke(app, args + ["--temperature", "0.9", "--set", "max_tool_calls=2"])
     assert res.exit_code == 2 and "temperature" in res.output
+
+
+def test_demo_pipeline_with_the_oracle_backend(tmp_path, capsys):
+    from benchmarks.demo import run_demo
+    table = run_demo(out=str(tmp_path / "demo"), limit=2, benchmarks=["gsm8k", "hotpotqa_offline"],
+                     backend="oracle", progress=False)
+    assert "| demo |" in table and "GSM8K" in table and "HotpotQA-offline" in table
+    assert "100.0 ± 0.0" in table
+    assert table in capsys.readouterr().out
