@@ -137,8 +137,7 @@ def demo_command(
     max_new_tokens: int = typer.Option(192, help="Per model turn (small, for a laptop CPU)."),
     max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
 ) -> None:
-    """Offline evaluation of the default model on a small slice of a few benchmarks, with the default
-    tools, ending in a leaderboard table (minutes on a laptop CPU)."""
+    """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""
     from benchmarks.demo import run_demo
 
     run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,

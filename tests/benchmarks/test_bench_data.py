@@ -9,7 +9,9 @@ from benchmarks import (DatasetFormatError, DatasetMissingError, get_benchmark, 
                         xbench_decrypt)
 from benchmarks.catalog import ARPO_BENCHMARKS
 
-SHARED = Path("/work/shared/data")
+_ROOT = Path(__file__).resolve().parents[2]
+SHARED = next((p for p in (_ROOT.parent / "shared/data", Path("/work/shared/data")) if p.is_dir()),
+              Path("/work/shared/data"))
 SHARED_B = SHARED / "benchmarks"
 needs_shared = pytest.mark.skipif(not SHARED_B.is_dir(), reason="../shared/data is not present")
 
