@@ -3,7 +3,7 @@
 Rows: model + method (folders with the same pair merge; a benchmark in two folders of the same row is an
 error). Columns: benchmarks. A cell is the mean score x 100 +- its standard error, where each sample's
 score is first averaged over its attempts and the standard error is taken over samples (so attempts do not
-shrink it artificially). ``Avg`` is the unweighted mean of the row's benchmark means; ``Tool calls`` the
+shrink it artificially); an episode that ended in an error counts as 0. ``Avg`` is the unweighted mean of the row's benchmark means; ``Tool calls`` the
 mean per episode. Published rows (ARPO.md section 7) are marked and have no standard errors; their
 ``Avg`` is the paper's (over ARPO's 10 reasoning/knowledge sets), not recomputed.
 """

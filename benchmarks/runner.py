@@ -144,7 +144,7 @@ def prepare_folder(cfg: EvalConfig, meta: dict[str, Any]) -> set:
     history: list[dict[str, Any]] = []
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if old is not None and cfg.new_run:
-        archive = out / "archive" / now.replace(":", "")
+        archive = out / "archive" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         archive.mkdir(parents=True)
         for name in (RESULTS, METADATA):
             if (out / name).exists():
