@@ -1,0 +1,163 @@
+"""``arpo eval``, ``arpo leaderboard``, ``arpo benchmarks`` and ``arpo demo`` (heavy imports inside)."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+
+SAMPLING = "Sampling (defaults: ARPO's evaluation settings)"
+ENVS = "Environments and tools"
+
+
+def _parse_kv(items: list[str] | None, json_text: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json_text) if json_text else {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def eval_command(
+    model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded SmolLM2-135M-Instruct)."),
+    benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Comma-separated benchmark names or .jsonl paths."),
+    out: str = typer.Option(..., "--out", "-o", help="Result folder (results.jsonl + metadata.json)."),
+    limit: Optional[int] = typer.Option(None, help="First N samples of each benchmark."),
+    attempts: int = typer.Option(1, help="Attempts per sample (pass@k needs k <= attempts)."),
+    method: str = typer.Option("base", help="Method label for the leaderboard row (base, grpo, arpo...)."),
+    backend: str = typer.Option("hf", help="Agent backend: hf, vllm, openai, or oracle (no model: answers gold)."),
+    temperature: float = typer.Option(0.6, rich_help_panel=SAMPLING),
+    top_p: float = typer.Option(0.95, rich_help_panel=SAMPLING),
+    top_k: int = typer.Option(20, rich_help_panel=SAMPLING),
+    repetition_penalty: float = typer.Option(1.1, rich_help_panel=SAMPLING),
+    max_new_tokens: int = typer.Option(1024, help="Per model turn.", rich_help_panel=SAMPLING),
+    seed: int = typer.Option(0, help="Base seed of every episode.", rich_help_panel=SAMPLING),
+    env: Optional[str] = typer.Option(None, help="Env id for all benchmarks instead of their defaults.", rich_help_panel=ENVS),
+    env_kwargs: Optional[str] = typer.Option(None, help='JSON merged into every env\'s kwargs, e.g. \'{"max_tool_calls": 6}\'.', rich_help_panel=ENVS),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="One env kwarg KEY=VALUE (repeatable), e.g. search_backend=bm25.", rich_help_panel=ENVS),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with unshipped sets (GAIA, HLE); else $ARPO_DATA_DIR."),
+    concurrency: int = typer.Option(4, help="Episodes per batched rollout."),
+    workers: int = typer.Option(1, help="Batches in flight (threads; for remote backends)."),
+    judge: Optional[str] = typer.Option(None, help="Judge model for judged benchmarks (else their fallback metric)."),
+    judge_backend: str = typer.Option("hf", help="Backend of the judge model."),
+    new_run: bool = typer.Option(False, "--new-run", help="Archive existing results in OUT and start over."),
+    force: bool = typer.Option(False, "--force", help="Continue although settings changed (recorded)."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-run episodes that ended in an error."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Evaluate a model on benchmarks; resumes when OUT already holds part of the same run."""
+    from arpo_env.agent import SamplingParams
+    from benchmarks.agents_bridge import load_agent, load_judge
+    from benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                              repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
+    cfg = EvalConfig(out=out, benchmarks=[b for b in benchmarks.split(",") if b.strip()], model=model,
+                     backend=backend, method=method, limit=limit, attempts=attempts, sampling=sampling, seed=seed,
+                     env=env, env_kwargs=_parse_kv(set_, env_kwargs), data_dir=data_dir, concurrency=concurrency,
+                     workers=workers, judge=judge, new_run=new_run, force=force, retry_errors=retry_errors,
+                     progress=not no_progress)
+    agent = load_agent(backend=backend, model=model)
+    judge_obj = load_judge(judge, judge_backend) if judge else None
+    try:
+        summary = run_eval(cfg, agent, judge_obj)
+    except SettingsChanged as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(summary))
+    from benchmarks.leaderboard import build_table, render
+
+    typer.echo(render(build_table([out]), "md"))
+
+
+def leaderboard_command(
+    folders: list[str] = typer.Argument(..., help="Result folders made by `arpo eval`."),
+    format: str = typer.Option("md", "--format", "-f", help="md, csv or html."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the table here (default: print)."),
+    published: bool = typer.Option(False, "--published", help="Add the published ARPO/AEPO rows (ARPO.md s.7)."),
+    plots: Optional[str] = typer.Option(None, help="Folder for PNG plots (score per benchmark; score vs tool calls)."),
+    pass_k: Optional[int] = typer.Option(None, "--pass-k", help="Also report pass@k (k <= attempts)."),
+) -> None:
+    """Build a leaderboard table (mean +- standard error, average, mean tool calls) from result folders."""
+    from benchmarks.leaderboard import build_table, render
+
+    table = build_table(folders, published=published, pass_k=pass_k)
+    text = render(table, format)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
+    if plots:
+        from benchmarks.plots import save_plots
+
+        for p in save_plots(table, plots):
+            typer.echo(f"wrote {p}")
+
+
+def benchmarks_command(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table.")) -> None:
+    """List the registered benchmarks with their metric, default env and data file."""
+    from benchmarks.registry import list_benchmarks
+
+    rows = []
+    for b in list_benchmarks():
+        try:
+            where = str(b.path())
+        except FileNotFoundError:
+            where = "(not shipped: --data-dir)"
+        rows.append({"name": b.name, "title": b.title, "category": b.category, "metric": b.metric,
+                     "env": b.env_id, "env_kwargs": b.env_kwargs, "data": where})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="benchmarks")
+    for col in ("name", "category", "metric", "env", "data"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["category"], r["metric"], f"{r['env']} {json.dumps(r['env_kwargs'])}", r["data"])
+    Console().print(t)
+
+
+def demo_command(
+    out: str = typer.Option("arpo-demo", "--out", "-o", help="Result folder."),
+    limit: int = typer.Option(3, help="Samples per benchmark."),
+    benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Benchmarks of the demo."),
+    model: Optional[str] = typer.Option(None, help="Model (default: the embedded SmolLM2-135M-Instruct)."),
+    backend: str = typer.Option("hf", help="Agent backend."),
+    max_new_tokens: int = typer.Option(192, help="Per model turn (small, for a laptop CPU)."),
+    max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
+) -> None:
+    """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""
+    from benchmarks.demo import run_demo
+
+    run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,
+             max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the benchmark commands to the ``arpo`` app."""
+    app.command("eval")(eval_command)
+    app.command("leaderboard")(leaderboard_command)
+    app.command("benchmarks")(benchmarks_command)
+    app.command("demo")(demo_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run these commands without the rest of ``arpo`` (``python -m benchmarks.cli eval ...``)."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True)
+    register(app)
+    app(args=argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()

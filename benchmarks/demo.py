@@ -1,0 +1,68 @@
+"""``arpo demo``: the default model on a small slice of a few benchmarks, offline, with each benchmark's
+default tools, ending in a leaderboard table. Minutes on a laptop CPU with the default settings.
+
+A benchmark whose default env is not installed (e.g. the search env in a partial checkout) runs with
+``arpo/Calculator-v0`` instead, and the demo says so. Results go to an ordinary result folder, so the
+demo resumes like ``arpo eval`` and its folder works with ``arpo leaderboard``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+FALLBACK_ENV = "arpo/Calculator-v0"
+
+
+def _env_available(env_id: str) -> bool:
+    from arpo_env.registry import get_record
+
+    try:
+        get_record(env_id).load()
+        return True
+    except (KeyError, ImportError, AttributeError):
+        return False
+
+
+def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] = ("gsm8k", "hotpotqa_offline"),
+             model: str | None = None, backend: str = "hf", max_new_tokens: int = 192,
+             max_response_tokens: int = 512, concurrency: int = 4, progress: bool = True) -> str:
+    """Run the demo; returns (and prints) the Markdown leaderboard."""
+    from rich.console import Console
+
+    from arpo_env.agent import SamplingParams
+    from benchmarks.agents_bridge import load_agent
+    from benchmarks.leaderboard import build_table, render
+    from benchmarks.registry import get_benchmark
+    from benchmarks.runner import EvalConfig, run_eval
+
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+    console.print(f"[bold]arpo demo[/]: {backend} model {model or 'SmolLM2-135M-Instruct (embedded)'} on "
+                  f"{limit} samples of {', '.join(benchmarks)}, offline")
+    kw = {"max_response_tokens": max_response_tokens} if backend != "oracle" else {}
+    agent = load_agent(backend=backend, model=model, **kw)
+    sampling = SamplingParams(max_new_tokens=max_new_tokens)
+    groups: dict[str | None, list[str]] = {}
+    for name in benchmarks:
+        env_id = get_benchmark(name).env_id
+        if _env_available(env_id):
+            groups.setdefault(None, []).append(name)
+        else:
+            console.print(f"[yellow]{name}: its env {env_id} is not installed; using {FALLBACK_ENV}[/]")
+            groups.setdefault(FALLBACK_ENV, []).append(name)
+    folders = []
+    for i, (env, names) in enumerate(groups.items()):
+        folder = out if i == 0 else f"{out}-{env.split('/')[-1]}"
+        cfg = EvalConfig(out=folder, benchmarks=names, model=model, backend=backend, method="demo", limit=limit,
+                         sampling=sampling, env=env, concurrency=concurrency, progress=progress)
+        summary = run_eval(cfg, agent)
+        console.print(f"{folder}: {summary['done']} new, {summary['skipped']} already done, "
+                      f"{summary['errors']} errors")
+        folders.append(folder)
+    table = render(build_table(folders), "md")
+    print(table)
+    console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {', '.join(folders)} "
+                  f"(arpo leaderboard {' '.join(folders)} --plots plots/)")
+    return table

@@ -1,0 +1,118 @@
+"""Evaluation metrics. Each takes a prediction (the final answer, e.g. the last ``\\boxed{}``) and gold
+answers (a string or a list of aliases) and returns a score in [0, 1], the best over the golds.
+
+- :func:`exact_match`, :func:`f1` — the official HotpotQA/SQuAD formulas (reused from
+  :mod:`arpo_env.rewards`): lower case, drop punctuation and the articles a/an/the, collapse whitespace;
+  F1 over tokens, and ``yes``/``no``/``noanswer`` score 0 unless matched exactly.
+- :func:`cover_exact_match` — 1 when a normalised gold occurs in the normalised prediction as a run of
+  whole tokens (so ``"1"`` does not cover ``"10"``), as Search-R1/ARPO's ``cover_em``, on token boundaries.
+- :func:`math_equal` — symbolic equivalence by math-verify (``\\frac{1}{2}`` = ``0.5``, ``5 cm`` = ``5``,
+  sets and tuples, ``\\text{(C)}`` = ``C``); math-verify rounds floats to 6 digits.
+- :func:`pass_at_k` — the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021), k <= n.
+- The LLM judge lives in :mod:`benchmarks.judge`.
+
+Not covered: multiple-choice letter extraction from free text (the agent's boxed answer is compared).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Iterable, Sequence
+
+from arpo_env.rewards import exact_match as _em
+from arpo_env.rewards import f1_score as _f1
+from arpo_env.rewards import normalize_answer
+
+Gold = str | Sequence[str]
+
+
+def _golds(gold: Gold) -> list[str]:
+    return [gold] if isinstance(gold, str) else [str(g) for g in gold]
+
+
+def exact_match(prediction: str | None, gold: Gold) -> float:
+    """Official HotpotQA EM, max over golds; ``None`` (no answer) scores 0."""
+    return 0.0 if prediction is None else _em(prediction, gold)
+
+
+def f1(prediction: str | None, gold: Gold) -> float:
+    """Official HotpotQA token F1, max over golds; ``None`` scores 0."""
+    return 0.0 if prediction is None else _f1(prediction, gold)
+
+
+def cover_exact_match(prediction: str | None, gold: Gold) -> float:
+    """1.0 if some normalised, non-empty gold appears in the normalised prediction on token boundaries."""
+    if prediction is None:
+        return 0.0
+    p = f" {normalize_answer(prediction)} "
+    return float(any((g := normalize_answer(x)) and f" {g} " in p for x in _golds(gold)))
+
+
+def _mv_timeouts() -> dict[str, int | None]:
+    # math-verify's timeouts use SIGALRM, which only works in the main thread
+    main = threading.current_thread() is threading.main_thread()
+    return {"parse": 5 if main else None, "verify": 5 if main else None}
+
+
+def _mv_parse(text: str):  # noqa: ANN202
+    from math_verify import parse
+
+    text = text.strip()
+    wrapped = text if ("$" in text or "\\boxed" in text or "\\[" in text) else f"${text}$"
+    out = parse(wrapped, parsing_timeout=_mv_timeouts()["parse"])
+    if not out and wrapped != text:
+        out = parse(text, parsing_timeout=_mv_timeouts()["parse"])
+    return out
+
+
+def math_equal(prediction: str | None, gold: Gold) -> float:
+    """1.0 if math-verify finds ``prediction`` equivalent to some gold. Falls back to normalised exact match
+    when math-verify cannot parse either side (free text answers)."""
+    if prediction is None or not prediction.strip():
+        return 0.0
+    from math_verify import verify
+
+    pred = _mv_parse(prediction)
+    for g in _golds(gold):
+        gold_parsed = _mv_parse(g)
+        if pred and gold_parsed:
+            try:
+                if verify(gold_parsed, pred, timeout_seconds=_mv_timeouts()["verify"]):
+                    return 1.0
+            except Exception:  # math-verify may raise on exotic input; treat as not equal
+                pass
+        if normalize_answer(prediction) == normalize_answer(g) and normalize_answer(g):
+            return 1.0
+    return 0.0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` attempts of which ``c`` are correct: 1 - C(n-c, k) / C(n, k)."""
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@{k} needs 1 <= k <= attempts ({n})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+SCORERS = {"em": exact_match, "f1": f1, "cover_em": cover_exact_match, "math_equiv": math_equal}
+"""Offline metrics by name (the judge needs a model and is in :mod:`benchmarks.judge`)."""
+
+
+def score_all(prediction: str | None, gold: Gold, names: Iterable[str] = ("em", "f1", "cover_em")) -> dict[str, float]:
+    """Every named offline metric of one prediction."""
+    return {n: float(SCORERS[n](prediction, gold)) for n in names}
+
+
+def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std / sqrt(n); 0 for fewer than two values)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)

@@ -1,0 +1,267 @@
+"""The resumable evaluation runner behind ``arpo eval``.
+
+For each benchmark, each of its first ``limit`` samples and each attempt, one env is made (the
+benchmark's default env or the override), the agent plays the episode, the prediction is scored, and one
+row is appended durably to ``OUT/results.jsonl``. ``OUT/metadata.json`` records everything that
+determines the numbers. Running the same command again skips every ``(benchmark, sample, attempt)``
+already in the file; a changed setting (model, sampling, env, judge, data, prompt) is refused unless
+``new_run`` (archive the old results and start over) or ``force`` (keep them, note the change).
+
+Concurrency: ``concurrency`` episodes go to the agent in one ``rollout`` call (played in lockstep:
+batched generation, concurrent tools); ``workers`` such calls run in parallel threads (useful for remote
+backends). Rows of a batch are written when the batch finishes. Errors in a batch are retried one
+episode at a time; an episode that still fails is recorded with its error (and re-run on resume only
+with ``retry_errors``). Not covered: distributing across machines (run one folder per shard).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import arpo_env
+from arpo_env.agent import Agent, SamplingParams
+from arpo_env.env import EnvConfig
+from benchmarks import metrics
+from benchmarks.judge import LLMJudge
+from benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
+                                   package_versions, path_hash)
+from benchmarks.registry import Benchmark, Sample, get_benchmark
+from benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
+                                write_metadata)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run (the flags of ``arpo eval``)."""
+
+    out: str
+    """Result folder (created); holds ``results.jsonl`` and ``metadata.json``."""
+    benchmarks: list[str] = field(default_factory=lambda: ["gsm8k", "hotpotqa_offline"])
+    """Benchmark names (or paths of ``.jsonl`` files)."""
+    model: str | None = None
+    """Model path or hub id; ``None`` = the embedded default (SmolLM2-135M-Instruct)."""
+    backend: str = "hf"
+    """Agent backend: ``hf`` (transformers), ``vllm`` or ``openai``."""
+    method: str = "base"
+    """Label of the training method for the leaderboard row (``base``, ``grpo``, ``arpo``…)."""
+    limit: int | None = None
+    """Evaluate the first N samples of each benchmark (all when ``None``)."""
+    attempts: int = 1
+    """Attempts per sample (pass@k needs k <= attempts)."""
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    """Sampling settings (defaults: ARPO's evaluation settings, ARPO.md section 7)."""
+    seed: int = 0
+    """Base seed; each (benchmark, sample, attempt) gets a seed derived from it."""
+    env: str | None = None
+    """Env id for every benchmark instead of each benchmark's default."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Merged over each benchmark's env kwargs (tool backends, budgets: ``{"search_backend": "bm25"}``)."""
+    data_dir: str | None = None
+    """Folder with data files that are not shipped (GAIA, HLE); else ``$ARPO_DATA_DIR``."""
+    concurrency: int = 4
+    """Episodes per rollout batch."""
+    workers: int = 1
+    """Rollout batches in flight at once (threads)."""
+    judge: str | None = None
+    """Description of the judge model (set when a judge is given); ``None`` = judged benchmarks use their
+    fallback metric."""
+    new_run: bool = False
+    """Archive existing results in ``OUT`` and start over."""
+    force: bool = False
+    """Resume even though settings changed (the change is recorded in the metadata)."""
+    retry_errors: bool = False
+    """On resume, re-run episodes whose row recorded an error."""
+    progress: bool = True
+    """Show a progress bar with rate and ETA."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.concurrency < 1 or self.workers < 1:
+            raise ValueError("attempts, concurrency and workers must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be >= 1")
+
+
+@dataclass
+class Item:
+    bench: Benchmark
+    sample: Sample
+    attempt: int
+    seed: int
+
+
+def item_seed(base: int, bench: str, sample_id: str, attempt: int) -> int:
+    """The seed of one episode: a stable function of the base seed and the key."""
+    return zlib.crc32(f"{base}:{bench}:{sample_id}:{attempt}".encode()) & 0x7FFFFFFF
+
+
+def env_for(cfg: EvalConfig, bench: Benchmark) -> tuple[str, dict[str, Any]]:
+    """Env id and kwargs for a benchmark under this config. With another env than the benchmark's default,
+    only the benchmark's generic budgets (:class:`arpo_env.EnvConfig` fields such as ``max_tool_calls``)
+    carry over, since tool-specific kwargs (``browse``) belong to the default env."""
+    env_id = cfg.env or bench.env_id
+    base = dict(bench.env_kwargs)
+    if env_id != bench.env_id:
+        generic = {f.name for f in fields(EnvConfig)}
+        base = {k: v for k, v in base.items() if k in generic}
+    return env_id, {**base, **cfg.env_kwargs}
+
+
+def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge: LLMJudge | None) -> dict[str, Any]:
+    """Everything that determines the numbers of this run."""
+    envs = {}
+    for b in benches:
+        env_id, kw = env_for(cfg, b)
+        env = arpo_env.make(env_id, **kw)
+        try:
+            envs[b.name] = describe_env(env, env_id, kw)
+        finally:
+            env.close()
+    agent_info = describe_agent(agent)
+    model_path = agent_info.get("model_path") or cfg.model
+    label = cfg.model or agent_info.get("model") or (Path(model_path).name if model_path else "default")
+    return {"model": label, "model_sha256": path_hash(model_path),
+            "backend": cfg.backend, "method": cfg.method, "agent": agent_info,
+            "sampling": asdict(cfg.sampling), "seed": cfg.seed, "judge": judge.describe() if judge else None,
+            "benchmarks": {b.name: b.describe(cfg.data_dir) for b in benches}, "envs": envs,
+            "packages": package_versions(), "git": git_revision(), "limit": cfg.limit, "attempts": cfg.attempts}
+
+
+def prepare_folder(cfg: EvalConfig, meta: dict[str, Any]) -> set:
+    """Check resumability, write the metadata, and return the keys already done."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    old = read_metadata(out)
+    history: list[dict[str, Any]] = []
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if old is not None and cfg.new_run:
+        archive = out / "archive" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        archive.mkdir(parents=True)
+        for name in (RESULTS, METADATA):
+            if (out / name).exists():
+                shutil.move(str(out / name), archive / name)
+        old = None
+    if old is not None:
+        diffs = fingerprint_diff(old, meta)
+        if diffs and not cfg.force:
+            raise SettingsChanged(out, diffs)
+        history = old.get("history", [])
+        meta["benchmarks"] = {**old.get("benchmarks", {}), **meta["benchmarks"]}
+        meta["envs"] = {**old.get("envs", {}), **meta["envs"]}
+        meta["created"] = old.get("created", now)
+        if diffs:
+            meta.setdefault("forced_changes", old.get("forced_changes", [])).append({"at": now, "changes": diffs})
+    else:
+        meta["created"] = now
+    meta["history"] = history + [{"started": now, "git": meta["git"], "limit": cfg.limit, "attempts": cfg.attempts}]
+    write_metadata(out, meta)
+    rows = read_rows(out / RESULTS, repair=True)
+    return {row_key(r) for r in rows if not (cfg.retry_errors and r.get("error"))}
+
+
+class SettingsChanged(RuntimeError):
+    """The folder holds a run made with other settings."""
+
+    def __init__(self, out: Path, diffs: list[str]):
+        self.diffs = diffs
+        super().__init__(f"{out} holds results made with other settings:\n  " + "\n  ".join(diffs) +
+                         "\nUse another --out, --new-run to archive them and start over, or --force to continue.")
+
+
+def score_row(bench: Benchmark, sample: Sample, prediction: str | None, judge: LLMJudge | None) -> dict[str, Any]:
+    """Scores of one prediction: EM, F1, cover-EM (+ math equivalence for math, + the judge when given),
+    the benchmark's score (its metric, or the fallback) and ``correct`` (score >= 1, for pass@k)."""
+    names = ["em", "f1", "cover_em"] + (["math_equiv"] if bench.category == "math" or bench.metric == "math_equiv" else [])
+    scores = metrics.score_all(prediction, sample.answer, names)
+    extra: dict[str, Any] = {}
+    if judge is not None and bench.metric == "judge":
+        verdict = judge(sample.question, prediction, sample.answer)
+        scores["judge"] = verdict.score
+        extra = {"judge_reply": verdict.reply, "judge_parsed": verdict.parsed}
+    metric = bench.metric if bench.metric in scores else (bench.fallback_metric or "f1")
+    return {"scores": scores, "metric": metric, "score": scores[metric], "correct": scores[metric] >= 1.0 - 1e-9, **extra}
+
+
+def _run_batch(agent: Agent, cfg: EvalConfig, batch: list[Item], judge: LLMJudge | None) -> list[dict[str, Any]]:
+    envs, options = [], []
+    t0 = time.perf_counter()
+    try:
+        for it in batch:
+            env_id, kw = env_for(cfg, it.bench)
+            envs.append(arpo_env.make(env_id, **kw))
+            options.append({"question": it.bench.render(it.sample), "answer": it.sample.answer,
+                            "id": it.sample.id, "metadata": {"benchmark": it.bench.name, **it.sample.metadata}})
+        params = SamplingParams(**{**asdict(cfg.sampling), "seed": batch[0].seed})
+        trajs = agent.rollout(envs, params, options=options, seeds=[it.seed for it in batch])
+        elapsed = time.perf_counter() - t0
+        rows = []
+        for it, env, tr in zip(batch, envs, trajs):
+            ep = getattr(env, "_episode", None)
+            calls = [{"name": c.name, "args": c.args, "error": c.error, "turn": c.turn} for c in tr.tool_calls]
+            rows.append({"prediction": tr.answer, "response": ep.response if ep else tr.text, "model_text": tr.text,
+                         "tool_calls": len(tr.tool_calls), "tool_call_list": calls,
+                         "tool_counts": dict(ep.tool_counts) if ep else {},
+                         "tokens": {"prompt": tr.prompt_len, "response": len(tr.token_ids) - tr.prompt_len,
+                                    "generated": int(sum(tr.loss_mask))},
+                         "finish_reason": tr.finish_reason, "terminated": tr.terminated, "truncated": tr.truncated,
+                         "reward": tr.reward, "time_s": elapsed / len(batch), "batch_time_s": elapsed,
+                         "error": None, **score_row(it.bench, it.sample, tr.answer, judge)})
+        return rows
+    except Exception as exc:  # noqa: BLE001 - recorded per episode, never lost
+        if len(batch) > 1:
+            return [r for it in batch for r in _run_batch(agent, cfg, [it], judge)]
+        log.warning("episode %s/%s failed: %s", batch[0].bench.name, batch[0].sample.id, exc)
+        return [{"prediction": None, "response": "", "tool_calls": 0, "tokens": {}, "time_s": time.perf_counter() - t0,
+                 "error": f"{type(exc).__name__}: {exc}", "scores": {}, "metric": batch[0].bench.metric,
+                 "score": 0.0, "correct": False}]
+    finally:
+        for env in envs:
+            env.close()
+
+
+def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
+             on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) an evaluation; returns ``{"done", "skipped", "errors", "elapsed_s", "out"}``."""
+    benches = [get_benchmark(n) for n in cfg.benchmarks]
+    samples = {b.name: b.load(cfg.data_dir, cfg.limit) for b in benches}
+    meta = build_metadata(cfg, agent, benches, judge)
+    done = prepare_folder(cfg, meta)
+    todo = [Item(b, s, a, item_seed(cfg.seed, b.name, s.id, a)) for b in benches for s in samples[b.name]
+            for a in range(cfg.attempts) if (b.name, s.id, a) not in done]
+    skipped = sum(len(v) for v in samples.values()) * cfg.attempts - len(todo)
+    batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]
+    counts = {"done": 0, "errors": 0}
+    t0 = time.perf_counter()
+    from benchmarks.progress import progress_bar
+
+    with ResultsWriter(Path(cfg.out) / RESULTS) as writer, progress_bar(len(todo), cfg.progress) as advance:
+        def work(batch: list[Item]) -> None:
+            for it, row in zip(batch, _run_batch(agent, cfg, batch, judge)):
+                full = {"benchmark": it.bench.name, "sample_id": it.sample.id, "attempt": it.attempt,
+                        "seed": it.seed, "question": it.sample.question, "gold": it.sample.answer, **row,
+                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+                writer.write(full)
+                counts["done"] += 1
+                counts["errors"] += bool(row["error"])
+                advance(1)
+                if on_row:
+                    on_row(full)
+
+        if cfg.workers == 1:
+            for batch in batches:
+                work(batch)
+        else:
+            with ThreadPoolExecutor(cfg.workers) as pool:
+                list(pool.map(work, batches))
+    elapsed = time.perf_counter() - t0
+    return {"done": counts["done"], "skipped": skipped, "errors": counts["errors"], "elapsed_s": elapsed,
+            "samples_per_s": counts["done"] / elapsed if elapsed > 0 else math.nan, "out": str(cfg.out)}

@@ -1,0 +1,184 @@
+"""The resumable runner: rows, metadata, resume after SIGKILL, refusal of changed settings."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from arpo_env.agent import SamplingParams
+from benchmarks.judge import LLMJudge
+from benchmarks.oracle import OracleAgent
+from benchmarks.results import read_rows
+from benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+
+ROOT = Path(__file__).resolve().parents[2]
+CALC = "arpo/Calculator-v0"
+
+
+def cfg(out, **kw):
+    base = dict(out=str(out), benchmarks=["gsm8k", "hotpotqa_offline"], limit=4, attempts=2, env=CALC,
+                concurrency=3, progress=False)
+    return EvalConfig(**{**base, **kw})
+
+
+def keys(out):
+    return Counter((r["benchmark"], r["sample_id"], r["attempt"]) for r in read_rows(Path(out) / "results.jsonl"))
+
+
+def test_rows_scores_and_metadata(tmp_path):
+    s = run_eval(cfg(tmp_path), OracleAgent(accuracy=1.0, tool_calls=1))
+    assert s["done"] == 16 and s["errors"] == 0
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert all(r["score"] == 1.0 and r["correct"] for r in rows)
+    gsm = next(r for r in rows if r["benchmark"] == "gsm8k")
+    assert gsm["metric"] == "math_equiv" and gsm["scores"]["f1"] == 1.0 and gsm["tool_calls"] == 1
+    assert "<calculator>" in gsm["response"] and "<result>" in gsm["response"] and gsm["prediction"] == "18"
+    assert gsm["tokens"]["generated"] > 0 and gsm["time_s"] >= 0 and gsm["error"] is None
+    hot = next(r for r in rows if r["benchmark"] == "hotpotqa_offline")
+    assert hot["metric"] == "f1" and "math_equiv" not in hot["scores"]
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    for k in ("model", "model_sha256", "backend", "sampling", "seed", "judge", "benchmarks", "envs", "packages", "git"):
+        assert k in meta
+    assert meta["sampling"]["temperature"] == 0.6 and meta["sampling"]["top_k"] == 20
+    assert meta["envs"]["gsm8k"]["env_id"] == CALC and meta["envs"]["gsm8k"]["source_sha256"]
+    assert len(meta["benchmarks"]["gsm8k"]["data_sha256"]) == 64
+    assert meta["packages"]["math-verify"]
+
+
+def test_wrong_answers_score_zero_and_seeds_are_stable(tmp_path):
+    run_eval(cfg(tmp_path / "a", attempts=3), OracleAgent(accuracy=0.5))
+    run_eval(cfg(tmp_path / "b", attempts=3), OracleAgent(accuracy=0.5))
+    a = {(r["benchmark"], r["sample_id"], r["attempt"]): r["score"] for r in read_rows(tmp_path / "a/results.jsonl")}
+    b = {(r["benchmark"], r["sample_id"], r["attempt"]): r["score"] for r in read_rows(tmp_path / "b/results.jsonl")}
+    assert a == b and 0 < sum(a.values()) < len(a)
+
+
+def test_resume_skips_done_and_grows_attempts_and_benchmarks(tmp_path):
+    run_eval(cfg(tmp_path, limit=2, attempts=1), OracleAgent())
+    s = run_eval(cfg(tmp_path, limit=3, attempts=2), OracleAgent())
+    assert s["skipped"] == 4 and s["done"] == 8
+    s = run_eval(cfg(tmp_path, limit=3, attempts=2, benchmarks=["gsm8k", "hotpotqa_offline", "bamboogle"]), OracleAgent())
+    assert s["done"] == 6
+    k = keys(tmp_path)
+    assert len(k) == 18 and set(k.values()) == {1}
+
+
+def test_changed_settings_are_refused_unless_asked(tmp_path):
+    run_eval(cfg(tmp_path, limit=2), OracleAgent())
+    with pytest.raises(SettingsChanged, match="sampling"):
+        run_eval(cfg(tmp_path, limit=2, sampling=SamplingParams(temperature=1.0)), OracleAgent())
+    with pytest.raises(SettingsChanged, match="envs.gsm8k"):
+        run_eval(cfg(tmp_path, limit=2, env_kwargs={"max_tool_calls": 1}), OracleAgent())
+    with pytest.raises(SettingsChanged, match="agent"):
+        run_eval(cfg(tmp_path, limit=2), OracleAgent(accuracy=0.3))
+    s = run_eval(cfg(tmp_path, limit=3, sampling=SamplingParams(temperature=1.0), force=True), OracleAgent())
+    assert s["done"] == 4
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["forced_changes"] and meta["sampling"]["temperature"] == 1.0
+    s = run_eval(cfg(tmp_path, limit=2, new_run=True), OracleAgent())
+    assert s["done"] == 8 and s["skipped"] == 0
+    assert list((tmp_path / "archive").glob("*/results.jsonl"))
+
+
+class Flaky(OracleAgent):
+    broken = True
+
+    def rollout(self, envs, params, *, options=None, seeds=None):
+        if self.broken and any("Lilu" in o["question"] for o in options):
+            raise RuntimeError("backend fell over")
+        return super().rollout(envs, params, options=options, seeds=seeds)
+
+
+def test_errors_are_recorded_per_episode_and_retried_on_request(tmp_path):
+    agent = Flaky()
+    s = run_eval(cfg(tmp_path, benchmarks=["hotpotqa_offline"], attempts=1), agent)
+    rows = read_rows(tmp_path / "results.jsonl")
+    bad = [r for r in rows if r["error"]]
+    assert s["errors"] == len(bad) == 1 and "backend fell over" in bad[0]["error"] and bad[0]["score"] == 0.0
+    assert len(rows) == 4
+    agent.broken = False
+    s = run_eval(cfg(tmp_path, benchmarks=["hotpotqa_offline"], attempts=1, retry_errors=True), agent)
+    assert s["done"] == 1
+    from benchmarks.leaderboard import build_table
+    t = build_table([tmp_path])
+    assert t.rows[0].cells["hotpotqa_offline"].mean == 100.0   # the retry replaces the error row
+
+
+class FakeCompleter:
+    def __init__(self):
+        self.prompts = []
+
+    def complete(self, messages, max_new_tokens=512):
+        self.prompts.append(messages[0]["content"])
+        return "CORRECT" if "Predicted answer: wrong" not in messages[0]["content"] else "INCORRECT."
+
+
+def test_judge_metric_and_fallback(tmp_path):
+    comp = FakeCompleter()
+    run_eval(cfg(tmp_path / "j", benchmarks=["simpleqa"], attempts=2), OracleAgent(accuracy=0.5), LLMJudge(comp, "fake"))
+    rows = read_rows(tmp_path / "j/results.jsonl")
+    assert all(r["metric"] == "judge" and r["score"] == r["scores"]["cover_em"] for r in rows)
+    assert comp.prompts and "Reference answer(s)" in comp.prompts[0]
+    meta = json.loads((tmp_path / "j/metadata.json").read_text())
+    assert meta["judge"]["rubric"] == "arpo-judge-v1"
+    run_eval(cfg(tmp_path / "n", benchmarks=["simpleqa"]), OracleAgent())
+    assert {r["metric"] for r in read_rows(tmp_path / "n/results.jsonl")} == {"cover_em"}
+
+
+def test_workers_run_batches_in_parallel_threads(tmp_path):
+    s = run_eval(cfg(tmp_path, concurrency=1, workers=3), OracleAgent())
+    assert s["done"] == 16 and set(keys(tmp_path).values()) == {1}
+
+
+def test_torn_last_line_is_repaired(tmp_path):
+    run_eval(cfg(tmp_path, limit=2), OracleAgent())
+    f = tmp_path / "results.jsonl"
+    lines = f.read_bytes().splitlines(keepends=True)
+    f.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])   # a write torn by a crash
+    assert len(read_rows(f)) == 7
+    s = run_eval(cfg(tmp_path, limit=2), OracleAgent())
+    assert s["done"] == 1 and set(keys(tmp_path).values()) == {1} and len(keys(tmp_path)) == 8
+
+
+CHILD = """
+import sys
+from benchmarks.oracle import OracleAgent
+from benchmarks.runner import EvalConfig, run_eval
+run_eval(EvalConfig(out=sys.argv[1], benchmarks=["gsm8k", "hotpotqa_offline"], limit=15, attempts=2,
+                    env="arpo/Calculator-v0", concurrency=2, progress=False, backend="oracle"), OracleAgent(delay_s=0.03))
+"""
+
+
+def test_sigkill_mid_run_then_resume_gives_every_sample_exactly_once(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env, cwd=ROOT)
+    results = out / "results.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if results.exists() and results.read_bytes().count(b"\n") >= 12:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    n_before = len(read_rows(results))
+    assert 12 <= n_before < 60, "the run must be killed mid-way"
+    with open(results, "ab") as f:          # also simulate a row torn by the kill
+        f.write(b'{"benchmark": "gsm8k", "sample_id": "9", "att')
+    # resume through the real command line
+    r = subprocess.run([sys.executable, "-m", "benchmarks.cli", "eval", "--backend", "oracle", "--out", str(out),
+                        "--benchmarks", "gsm8k,hotpotqa_offline", "--limit", "15", "--attempts", "2",
+                        "--env", "arpo/Calculator-v0", "--concurrency", "2", "--no-progress"],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[0])
+    assert summary["skipped"] == n_before and summary["done"] == 60 - n_before
+    k = keys(out)
+    assert len(k) == 60 and set(k.values()) == {1}
+    assert all(json.loads(line) for line in results.read_text().splitlines())
