@@ -53,6 +53,8 @@ class TrainConfig:
     """Recompute activations in the backward pass (less memory, more time)."""
 
     # ----- data and environment ------------------------------------------------------------------------
+    imports: list[str] = field(default_factory=list)
+    """Python modules imported first (e.g. ones that ``arpo_env.register`` custom envs or reward functions)."""
     env_id: str = "arpo/Calculator-v0"
     """The environment every rollout runs in."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -350,6 +352,10 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{f.name}: expected a mapping, got {value!r}")
         return dict(value)
+    if origin is list:
+        if isinstance(value, str):
+            value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
+        return [str(v) for v in value]
     if origin is tuple:
         if isinstance(value, str):
             value = json.loads(value) if value.startswith("[") else value.split(",")
