@@ -1,0 +1,130 @@
+"""Benchmark one ARPO and one GRPO training step on the same model and batch; prints JSON.
+
+Per algorithm: rollout tokens/s (tokens the backend generated / rollout wall time), update tokens/s
+(sequence tokens forwarded and back-propagated / update wall time, old log-probs included), the share of
+model tokens saved by shared prefixes (1 - tokens generated once per tree node / tokens over all leaves),
+branches, tool calls per sample.
+
+    python bench/train_step.py                      # tiny random model on CPU (default sizes are small)
+    python bench/train_step.py --model PATH --prompts 8 --generations 8 --completion-tokens 256 --vs-trl
+
+``--vs-trl`` also times TRL's GRPOTrainer (one step, same prompts x generations, completion length, no KL)
+where ``trl`` is installed; otherwise the JSON says it was skipped. The issue's anchor (H100, SmolLM2-135M
+shape, bf16, 8 x 8, 256 tokens): TRL 1.16 takes 9.3 s per step.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def run_algorithm(args, algorithm: str) -> dict:
+    import torch
+
+    from trainers.config import TrainConfig
+    from trainers.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(model=args.model, algorithm=algorithm, env_id=args.env_id, prompts_per_step=args.prompts,
+                          rollouts_per_prompt=args.generations, initial_rollouts=max(1, args.generations // 2),
+                          max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
+                          micro_batch_size=args.micro_batch_size, steps=0, output_dir=tmp, tensorboard=False,
+                          progress=False, resume=False, seed=args.seed, temperature=1.0)
+        tr = Trainer(cfg)
+        tasks = [tr.tasks.get(i) for i in range(args.prompts)]
+        if args.warmup:
+            tr.collect(tasks[:1])
+        sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        batch = tr.collect(tasks)
+        sync()
+        t1 = time.perf_counter()
+        seqs, _ = tr.build_sequences(batch)
+        stats = tr.update(seqs)
+        sync()
+        t2 = time.perf_counter()
+        tr.close()
+    total = sum(t.generated_tokens()[0] for t in batch.trees)
+    unique = sum(t.generated_tokens()[1] for t in batch.trees)
+    seq_tokens = sum(len(s["ids"]) for s in seqs)
+    leaves = [l for t in batch.trees for l in t.leaves]
+    return {"rollout_seconds": t1 - t0, "update_seconds": t2 - t1, "step_seconds": t2 - t0,
+            "generated_tokens": batch.stats.generated_tokens,
+            "rollout_tokens_per_s": batch.stats.generated_tokens / (t1 - t0),
+            "update_tokens": seq_tokens, "update_tokens_per_s": seq_tokens / (t2 - t1),
+            "leaf_model_tokens": total, "prefix_saved_share": 1 - unique / total if total else 0.0,
+            "branches": batch.stats.branches, "rounds": batch.stats.rounds,
+            "tool_calls_per_sample": sum(len(l.tool_calls) for l in leaves) / len(leaves),
+            "trained_tokens": stats["trained_tokens"]}
+
+
+def run_trl(args) -> dict:
+    if importlib.util.find_spec("trl") is None:
+        return {"skipped": "trl is not installed"}
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trainers.trainer import load_policy
+    from trainers.config import TrainConfig
+
+    cfg = TrainConfig(model=args.model)
+    model, tok = load_policy(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    data = Dataset.from_list([{"prompt": f"What is {i} + {i}?"} for i in range(args.prompts)])
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = GRPOConfig(output_dir=tmp, per_device_train_batch_size=args.prompts * args.generations,
+                          num_generations=args.generations, max_completion_length=args.completion_tokens,
+                          beta=0.0, bf16=torch.cuda.is_available(), max_steps=2, logging_steps=1,
+                          report_to=[], learning_rate=1e-6)
+        trainer = GRPOTrainer(model=model, processing_class=tok, args=conf, train_dataset=data,
+                              reward_funcs=[lambda completions, **kw: [float(len(c)) for c in completions]])
+        times = []
+
+        from transformers import TrainerCallback
+
+        class Timer(TrainerCallback):
+            def on_step_begin(self, *a, **k):
+                times.append(time.perf_counter())
+
+            def on_step_end(self, *a, **k):
+                times[-1] = time.perf_counter() - times[-1]
+        trainer.add_callback(Timer())
+        trainer.train()
+    step = times[-1]  # the second step (the first includes warm-up)
+    return {"step_seconds": step, "completion_tokens_per_s_upper_bound":
+            args.prompts * args.generations * args.completion_tokens / step}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--env-id", default="arpo/Calculator-v0")
+    p.add_argument("--prompts", type=int, default=2)
+    p.add_argument("--generations", type=int, default=4)
+    p.add_argument("--completion-tokens", type=int, default=64)
+    p.add_argument("--turn-tokens", type=int, default=32)
+    p.add_argument("--micro-batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup", action="store_true", help="one untimed rollout first (compilation, caches)")
+    p.add_argument("--vs-trl", action="store_true")
+    args = p.parse_args()
+    import torch
+    out = {"bench": "train_step", "device": "cuda" if torch.cuda.is_available() else "cpu",
+           "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
+           "arpo": run_algorithm(args, "arpo"), "grpo": run_algorithm(args, "grpo")}
+    if args.vs_trl:
+        out["trl"] = run_trl(args)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``arpo train``: run ARPO or GRPO from a YAML config and/or flags (loaded by ``arpo_env.cli``).
+
+``arpo train --config run.yaml --steps 2 --output-dir runs/x``: flags are :class:`TrainConfig` fields
+(``--help-config`` lists them all) and override the file. torch and transformers are imported inside.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def train(ctx: typer.Context,
+              config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
+              help_config: bool = typer.Option(False, "--help-config", help="List every config field and exit."),
+              print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
+              ) -> None:
+        """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag."""
+        from trainers.config import TrainConfig
+
+        if help_config:
+            print(TrainConfig.help_text())
+            return
+        try:
+            cfg = TrainConfig.from_yaml(config, ctx.args) if config else TrainConfig.from_args(ctx.args)
+        except (ValueError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if print_config:
+            print(cfg.to_yaml())
+            return
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from trainers.trainer import Trainer
+
+        trainer = Trainer(cfg)
+        if trainer.resumed_from is not None:
+            print(f"resumed from {trainer.resumed_from} at step {trainer.step}", flush=True)
+        try:
+            history = trainer.train()
+        finally:
+            trainer.close()
+        if history:
+            last = history[-1]
+            print(f"done: step {trainer.step}, reward {last['reward']:.4f}, accuracy {last['accuracy']:.3f}, "
+                  f"tool calls/sample {last['tool_calls_per_sample']:.2f}; outputs in {cfg.output_dir}", flush=True)
+        else:
+            print(f"nothing to do: already at step {trainer.step} of {cfg.steps}", flush=True)

@@ -1,0 +1,302 @@
+"""The ARPO / GRPO training loop, top to bottom.
+
+One step:
+1. take ``prompts_per_step`` tasks at the saved data position;
+2. roll out (:class:`trainers.arpo_rollout.ARPORollout`): M leaves per prompt, branching for ``arpo``,
+   M independent samples for ``grpo`` (the same code path with branching off);
+3. advantages: GRPO per prompt, attributed ``soft`` or ``hard`` on the tree, optionally entropy-aware;
+4. update: old log-probs recomputed by this model before the update (not the sampler's), reference
+   log-probs only when ``kl_coef > 0``; dual-clip PPO per token, token-mean over every trained token of the
+   step (exact under gradient accumulation over micro-batches), AdamW, grad-norm clip, ``ppo_epochs`` passes;
+5. metrics (JSONL + TensorBoard), checkpoint every ``save_every`` steps, evaluation hook every ``eval_every``.
+
+Precision: weights and optimizer state stay float32; on CUDA the forward passes (rollout and update) run
+under bf16 autocast (``dtype=auto``), so small AdamW updates are not lost to bf16 rounding.
+Not covered: multi-GPU (FSDP) training, vLLM rollouts with weight sync.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import copy
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from arpo_env.agent import SamplingParams
+from trainers.advantages import entropy_aware, grpo_advantages, token_advantages
+from trainers.arpo_rollout import ARPORollout, BranchingConfig, RolloutBatch
+from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainers.config import TrainConfig
+from trainers.data import make_task_stream
+from trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
+from trainers.metrics import MetricsLogger
+
+log = logging.getLogger(__name__)
+EvalFn = Callable[["Trainer", int], dict[str, float]]
+
+
+def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
+    """The model (float32, on ``device``) and tokenizer named by ``cfg.model``."""
+    if cfg.model == "tiny":
+        from agents.testing import tiny_model_and_tokenizer
+        model, tok = tiny_model_and_tokenizer(seed=cfg.seed)
+    else:
+        from agents.models import load_model_and_tokenizer, load_tokenizer
+        model, tok = load_model_and_tokenizer(cfg.model, device=str(device), dtype=torch.float32)
+        if cfg.tokenizer:
+            tok = load_tokenizer(cfg.tokenizer)
+    return model.to(device), tok
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and runs :meth:`train`.
+
+    ``eval_fn(trainer, step) -> metrics`` replaces the built-in evaluation (greedy rollouts of held-out
+    tasks, no branching); plug the benchmark runner in here. ``model``/``tokenizer`` override ``cfg.model``.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, eval_fn: EvalFn | None = None, model: Any = None,
+                 tokenizer: Any = None):
+        from agents import Agent
+        from agents.backends.hf import HFBackend
+
+        import arpo_env
+
+        self.cfg = cfg
+        for module in cfg.imports:
+            importlib.import_module(module)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto"
+                                   else cfg.device)
+        amp = {"auto": torch.bfloat16 if self.device.type == "cuda" else None, "float32": None,
+               "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        self.amp_dtype = amp
+        if model is None:
+            model, tokenizer = load_policy(cfg, self.device)
+        self.tokenizer = tokenizer
+        self.ref_model = None
+        if cfg.kl_coef > 0:  # built only when used
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.lora:
+            from peft import LoraConfig, get_peft_model
+            targets: Any = cfg.lora_target_modules
+            if targets != "all-linear":
+                targets = [t.strip() for t in targets.split(",")]
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                     lora_dropout=cfg.lora_dropout, target_modules=targets,
+                                                     task_type="CAUSAL_LM"))
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           betas=tuple(cfg.adam_betas))
+        self.backend = HFBackend(model, tokenizer, max_batch_size=cfg.max_batch_size)
+        self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
+                           tool_workers=cfg.tool_workers)
+        self.branch_rng = np.random.default_rng([cfg.seed, 1])
+        env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
+        self.make_env = lambda: arpo_env.make(env_id, **env_kwargs)
+        self.rollout = ARPORollout(self.agent, BranchingConfig.from_train_config(cfg, vocab_size=len(tokenizer)),
+                                   self.make_env, self.branch_rng)
+        self.tasks = make_task_stream(cfg)
+        self.eval_fn = eval_fn
+        self.step = 0
+        self.data_pos = 0
+        self.out = Path(cfg.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.resumed_from: Path | None = None
+        if cfg.resume and (last := latest_checkpoint(self.ckpt_dir)) is not None:
+            state = load_checkpoint(last, self.model, self.optimizer, self.branch_rng)
+            self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
+            self.resumed_from = last
+            log.info("resumed from %s (step %d)", last, self.step)
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(self.out / "config.yaml")
+        self.metrics = MetricsLogger(self.out, cfg.tensorboard,
+                                     resume_step=self.step if self.resumed_from else None)
+
+    # ----- helpers --------------------------------------------------------------------------------------
+    def sampling_params(self, greedy: bool = False) -> SamplingParams:
+        c = self.cfg
+        return SamplingParams(temperature=0.0 if greedy else c.temperature, top_p=c.top_p, top_k=c.top_k,
+                              repetition_penalty=c.repetition_penalty, max_new_tokens=c.max_turn_tokens)
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _logprobs(self, model: Any, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """log pi(x_t | x_<t) for t >= 1, shape [B, T-1], at the rollout temperature."""
+        with self._autocast():
+            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]
+        temp = self.cfg.temperature if self.cfg.temperature > 0 else 1.0
+        return token_logprobs(logits, ids[:, 1:], temperature=temp)
+
+    # ----- one step ---------------------------------------------------------------------------------------
+    def collect(self, tasks: list[dict[str, Any]]) -> RolloutBatch:
+        with torch.no_grad(), self._autocast():
+            return self.rollout.run(tasks, self.sampling_params())
+
+    def build_sequences(self, batch: RolloutBatch) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Per leaf: ids, train mask, per-token advantages (GRPO per prompt, soft/hard, entropy-aware)."""
+        seqs, extra = [], {}
+        for tree in batch.trees:
+            adv = grpo_advantages([t.reward for t in tree.leaves], self.cfg.adv_eps)
+            for leaf, ta in zip(tree.leaves, token_advantages(tree, adv, self.cfg.advantage)):
+                seqs.append({"ids": leaf.token_ids, "mask": ta.train_mask, "adv": ta.advantages,
+                             "ent": leaf.entropies})
+        if self.cfg.entropy_aware_advantage:
+            new, extra = entropy_aware([s["adv"] for s in seqs], [s["ent"] for s in seqs],
+                                       [s["mask"] for s in seqs], self.cfg.entropy_advantage_weight)
+            for s, a in zip(seqs, new):
+                s["adv"] = a
+        return seqs, extra
+
+    def update(self, seqs: list[dict[str, Any]]) -> dict[str, float]:
+        """PPO update on the step's sequences (see module docstring); returns loss statistics."""
+        cfg, dev = self.cfg, self.device
+        seqs = [s for s in seqs if sum(s["mask"][1:]) > 0]
+        if not seqs:
+            return {"loss": 0.0, "trained_tokens": 0}
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]["ids"]))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        micro = []
+        for k in range(0, len(order), cfg.micro_batch_size):
+            rows = [seqs[i] for i in order[k:k + cfg.micro_batch_size]]
+            t = max(len(r["ids"]) for r in rows)
+            ids = torch.full((len(rows), t), pad, dtype=torch.long)
+            attn = torch.zeros((len(rows), t), dtype=torch.long)
+            mask = torch.zeros((len(rows), t - 1))
+            adv = torch.zeros((len(rows), t - 1))
+            for j, r in enumerate(rows):
+                n = len(r["ids"])
+                ids[j, :n] = torch.tensor(r["ids"])
+                attn[j, :n] = 1
+                mask[j, :n - 1] = torch.tensor(r["mask"][1:], dtype=torch.float)
+                adv[j, :n - 1] = torch.tensor(r["adv"][1:], dtype=torch.float)
+            micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev)})
+        total = float(sum(m["mask"].sum().item() for m in micro))
+        self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
+        with torch.no_grad():
+            for m in micro:
+                m["old"] = self._logprobs(self.model, m["ids"], m["attn"])
+                if self.ref_model is not None:
+                    m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
+        self.model.train()
+        stats = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "dual_clip_frac": 0.0,
+                 "ratio_mean": 0.0, "grad_norm": 0.0}
+        for _ in range(cfg.ppo_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            for m in micro:
+                logp = self._logprobs(self.model, m["ids"], m["attn"])
+                out = ppo_dual_clip_loss(logp, m["old"], m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                                         dual_clip_c=cfg.dual_clip_c, entropy_balanced=cfg.entropy_balanced_clip)
+                per_token = out.per_token
+                if self.ref_model is not None:
+                    kl = kl_k3(logp, m["ref"])
+                    per_token = per_token + cfg.kl_coef * kl
+                    stats["kl"] += float((kl.detach() * m["mask"]).sum()) / total / cfg.ppo_epochs
+                loss = (per_token * m["mask"]).sum() / total
+                loss.backward()
+                w = m["mask"]
+                stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
+                stats["pg_loss"] += float((out.per_token.detach() * w).sum()) / total / cfg.ppo_epochs
+                stats["clip_frac"] += float((out.clipped * w).sum()) / total / cfg.ppo_epochs
+                stats["dual_clip_frac"] += float((out.dual_clipped * w).sum()) / total / cfg.ppo_epochs
+                stats["ratio_mean"] += float((out.ratio * w).sum()) / total / cfg.ppo_epochs
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            stats["grad_norm"] += float(norm) / cfg.ppo_epochs
+            self.optimizer.step()
+        self.model.eval()
+        stats["trained_tokens"] = int(total)
+        return stats
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        tasks = [self.tasks.get(self.data_pos + i) for i in range(cfg.prompts_per_step)]
+        t0 = time.perf_counter()
+        batch = self.collect(tasks)
+        t1 = time.perf_counter()
+        seqs, extra = self.build_sequences(batch)
+        stats = self.update(seqs)
+        t2 = time.perf_counter()
+        self.data_pos += cfg.prompts_per_step
+        self.step += 1
+        leaves = [t for tree in batch.trees for t in tree.leaves]
+        gen_total = sum(tree.generated_tokens()[0] for tree in batch.trees)
+        gen_unique = sum(tree.generated_tokens()[1] for tree in batch.trees)
+        st = batch.stats
+        metrics = {
+            "reward": float(np.mean([t.reward for t in leaves])),
+            "accuracy": float(np.mean([t.reward >= 1.0 for t in leaves])),
+            "tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in leaves])),
+            "branches": st.branches, "branch_attempts": st.branch_attempts, "topups": st.topups,
+            "branch_entropy": float(np.mean(st.branch_entropies)) if st.branch_entropies else float("nan"),
+            "initial_n": float(np.mean(st.initial_n)),
+            "response_tokens": float(np.mean([len(t.token_ids) - t.prompt_len for t in leaves])),
+            "generated_tokens": st.generated_tokens, "leaf_model_tokens": gen_total,
+            "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
+            "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
+            "time_rollout": t1 - t0, "time_update": t2 - t1,
+            **stats, **extra,
+        }
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Built-in evaluation: greedy rollouts (no branching) of ``eval_prompts`` held-out tasks."""
+        if self.eval_fn is not None:
+            return self.eval_fn(self, self.step)
+        tasks = [self.tasks.get(10 ** 9 + i) for i in range(self.cfg.eval_prompts)]
+        envs = [self.make_env() for _ in tasks]
+        try:
+            with torch.no_grad(), self._autocast():
+                trajs = self.agent.rollout(envs, self.sampling_params(greedy=True), options=tasks)
+        finally:
+            for e in envs:
+                e.close()
+        return {"eval_reward": float(np.mean([t.reward for t in trajs])),
+                "eval_accuracy": float(np.mean([t.reward >= 1.0 for t in trajs])),
+                "eval_tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in trajs]))}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
+                               {"data_pos": self.data_pos, "config": self.cfg.to_dict()}, self.branch_rng,
+                               keep=self.cfg.keep_checkpoints)
+
+    def train(self) -> list[dict[str, float]]:
+        """Run until ``cfg.steps``; returns the metrics of the steps run by this call."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg, history = self.cfg, []
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not cfg.progress)
+        with progress:
+            bar = progress.add_task(cfg.algorithm, total=cfg.steps, completed=self.step, info="")
+            while self.step < cfg.steps:
+                m = self.train_step()
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    m.update(self.evaluate())
+                self.metrics.log(self.step, m)
+                history.append(m)
+                if cfg.save_every and (self.step % cfg.save_every == 0 or self.step == cfg.steps):
+                    self.save()
+                progress.update(bar, completed=self.step,
+                                info=f"reward {m['reward']:.3f} acc {m['accuracy']:.2f} "
+                                     f"calls {m['tool_calls_per_sample']:.2f} br {m['branches']}")
+        self.metrics.close()
+        return history
+
+    def close(self) -> None:
+        self.agent.close()
