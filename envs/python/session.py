@@ -17,6 +17,8 @@ read its own siblings (they are forks of one episode); different trees are isola
 from __future__ import annotations
 
 import os
+import select
+import socket
 import signal
 import threading
 import time
@@ -122,6 +124,22 @@ class Session:
     @property
     def alive(self) -> bool:
         return not self.closed
+
+    def died_between_calls(self) -> bool:
+        """True when the worker is gone although nobody closed it (killed by a limit, a signal from
+        another process, or the sandbox's death): its end of the channel reads as end-of-file. Only
+        meaningful between calls, when the worker owes no reply."""
+        if self.closed:
+            return False
+        ready, _, _ = select.select([self.chan], [], [], 0)
+        if not ready:
+            return False
+        try:
+            return self.chan.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def execute(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run one cell. Never raises for the code's behaviour; a dead session gives ``SessionDied``."""

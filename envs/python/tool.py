@@ -100,6 +100,10 @@ class PythonTool:
     def execute(self, code: str) -> ExecResult:
         """Run one cell; on timeout, crash or limit the session is replaced (``restarted=True``)."""
         with self._lock:
+            lost = self._session is not None and self._session.died_between_calls()
+            if lost:  # it died since the last call: say so, then run the code in a fresh session
+                self._session.close()
+                self._session = None
             try:
                 result = self.session.execute(code)
             except SandboxError as exc:
@@ -111,6 +115,9 @@ class PythonTool:
                 except SandboxError as exc:
                     result.metadata["restart_error"] = str(exc)
                     self._session = None
+            if lost:
+                result.restarted = True
+                result.metadata["died_before_call"] = True
             return result
 
     def __call__(self, args: str) -> ToolResult:
@@ -124,6 +131,10 @@ class PythonTool:
         if dropped or res.dropped_bytes:
             text = text[:limit] + (f"\n... [output truncated: {dropped} more characters"
                                    f"{f' and {res.dropped_bytes} more bytes' if res.dropped_bytes else ''}]")
+        if res.metadata.get("died_before_call"):
+            text = ("Note: the Python session had died since the last call (killed by a limit or a signal); "
+                    "it was restarted and every variable, import and function defined before is lost.\n"
+                    + text)
         if res.error == "Timeout":
             text = (text + "\n" if text else "") + (
                 f"Error: the code ran past the time limit of {self.config.timeout:g} s and was stopped. "

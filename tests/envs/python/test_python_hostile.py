@@ -29,8 +29,10 @@ def run(tool, code: str, limit: float = TIMEOUT + SLACK):
 
 
 def assert_recovers(tool) -> None:
+    """The next call runs (in a restarted session if the last one died, which the output then says)."""
     res = tool("print(40 + 2)")
-    assert res.text == "42" and not res.error, res.text
+    assert not res.error, res.text
+    assert res.text == "42" or (res.text.endswith("\n42") and "restarted" in res.text), res.text
 
 
 @pytest.fixture
@@ -146,6 +148,7 @@ def test_signal_parent_and_host(tool):
     assert os.getpid() == host_pid  # still here
     res = run(tool, "import os, signal\nos.kill(-1, signal.SIGKILL)")
     assert res.error or res.text
+    time.sleep(0.5)  # kill(-1) may take down sandbox processes whose death reaches the session later
     assert_recovers(tool)
 
 

@@ -50,6 +50,21 @@ def test_timeout_restarts_session_with_note(make_tool):
     assert after.text == "False" and not after.error
 
 
+def test_session_killed_between_calls_is_restarted_and_says_so(make_tool):
+    tool = make_tool()
+    tool("keep = 5")
+    session = tool.session
+    session.tree.kill_group(session.host_pid, session.ns_pid)  # e.g. the OOM killer, from outside
+    deadline = time.monotonic() + 5
+    while not session.died_between_calls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    res = tool("print(6 * 7)")
+    assert not res.error and res.text.endswith("\n42") and "had died since the last call" in res.text
+    assert res.metadata["restarted"] and res.metadata["died_before_call"]
+    assert "NameError" in tool("keep").text  # the state really is gone, as the note said
+    assert tool("print(1)").text == "1"  # and the note is not repeated
+
+
 def test_fork_is_independent_in_memory_and_files(make_tool):
     parent = make_tool()
     parent("data = [1, 2]\nopen('f.txt', 'w').write('p')")
