@@ -3,7 +3,8 @@
 Semantics (ARPO.md section 1):
 
 - ``reset(seed=, options=)`` takes the task through ``options`` (``{"question", "answer", "id"?,
-  "metadata"?}`` or ``{"task": Task}``) or draws one from the env's task source with its seeded RNG, and
+  "metadata"?, "system_prompt"?}`` or ``{"task": Task}``; a ``system_prompt`` there replaces the env's
+  for that episode, e.g. a training row's own) or draws one from the env's task source with its seeded RNG, and
   returns the user prompt. ``info`` carries the system prompt, chat ``messages``, the task and the tools.
 - ``step(text)`` takes one agent turn. A tool call ``<NAME>args</NAME>`` runs the tool and returns
   ``<result>\\n…\\n</result>``; ``<answer>…</answer>`` ends the episode (``terminated``). A malformed turn
@@ -73,6 +74,7 @@ class Episode:
     options: dict[str, Any] | None
     rng_before_task: Any = None
     prompt: str = ""
+    system_prompt: str | None = None
     actions: list[str] = field(default_factory=list)
     observations: list[str] = field(default_factory=list)
     turns: int = 0
@@ -198,13 +200,16 @@ class TextEnv(gym.Env[str, str]):
         task = Task.from_options(options) if options else self.task_source.sample(self.np_random)
         self._on_reset(task)
         prompt = self.build_prompt(task)
+        system = options.get("system_prompt") if options else None
+        if system is not None and not isinstance(system, str):
+            raise ValueError(f"options['system_prompt'] must be a str, got {type(system).__name__}")
         self._episode = Episode(task=task, options=copy.deepcopy(options), rng_before_task=rng_before,
-                                prompt=prompt)
+                                prompt=prompt, system_prompt=system)
         return prompt, self._reset_info()
 
     def _reset_info(self) -> dict[str, Any]:
         ep = self._episode
-        system = self.system_prompt
+        system = ep.system_prompt if ep.system_prompt is not None else self.system_prompt
         return {"task": ep.task.to_dict(), "system_prompt": system,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": ep.prompt}],
                 "tools": list(self.tools), "fork_kind": self.fork_kind.value,

@@ -60,12 +60,12 @@ class TrainConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for ``arpo_env.make`` (e.g. ``{"max_tool_calls": 3}``)."""
     data: str = "env"
-    """Task source: ``env`` (the env's own generator, e.g. calculator questions), ``gsm8k`` (the shipped
-    GSM8K file), or a path to a ``.parquet`` (verl format, e.g. ARPO's train_10k) or ``.jsonl`` file."""
+    """Task source: ``env`` (the env's own generator, e.g. calculator questions), ``gsm8k`` (a GSM8K-style
+    ``.jsonl`` named by ``data_path``; the shipped GSM8K file is the test set), or a path to a ``.parquet`` (verl format, e.g. ARPO's train_10k) or ``.jsonl`` file."""
     data_path: str | None = None
-    """Override of the file behind ``data=gsm8k``."""
+    """The file behind ``data=gsm8k`` (required there)."""
     use_data_system_prompt: bool = False
-    """For verl parquet rows: use the row's own system prompt instead of the env's."""
+    """For verl parquet rows: show the row's own system prompt (repaired) instead of the env's."""
     data_seed: int = 0
     """Seed of the task order (the data position is saved in checkpoints)."""
 
@@ -173,7 +173,9 @@ class TrainConfig:
     eval_prompts: int = 16
     """Tasks the built-in evaluation hook plays (greedy, no branching) from a held-out stream."""
     eval_benchmark: str | None = None
-    """Evaluate on this benchmark through ``benchmarks`` (when that package provides a runner) instead."""
+    """Comma-separated benchmark names (e.g. ``gsm8k,hotpotqa_offline``): evaluate through the benchmark
+    runner on their first ``eval_prompts`` samples instead of held-out training tasks; each evaluation is a
+    result folder under ``output_dir/eval/step_N`` that ``arpo leaderboard`` reads."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -6,7 +6,8 @@
   ``reward_model.ground_truth``; ARPO's train_10k) or a ``.jsonl`` with ``question``/``answer`` (GSM8K's
   ``answer`` "rationale #### N" becomes ``N``). Epochs are seeded permutations. verl files store ``\\b`` of
   ``\\boxed`` as a backspace character: :func:`repair_backspace` fixes it on load. The row's own system
-  prompt goes to ``metadata["system_prompt"]``.
+  prompt goes to ``metadata["system_prompt"]``, and with ``use_data_system_prompt`` also to the options'
+  ``system_prompt`` (the env then shows it instead of its own).
 
 A task is a ``reset`` options dict ``{"question", "answer", "id", "metadata"}``.
 Not covered: streaming datasets larger than memory.
@@ -46,8 +47,9 @@ class EnvTasks:
 
 
 class FileTasks:
-    def __init__(self, path: str | Path, seed: int = 0):
+    def __init__(self, path: str | Path, seed: int = 0, use_system_prompt: bool = False):
         self.path = Path(path)
+        self.use_system_prompt = use_system_prompt
         if not self.path.exists():
             raise FileNotFoundError(f"training data {self.path} does not exist")
         self.rows = self._load()
@@ -93,7 +95,10 @@ class FileTasks:
         epoch, pos = divmod(index, n)
         if epoch not in self._perm:
             self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(n)}
-        return dict(self.rows[int(self._perm[epoch][pos])])
+        task = dict(self.rows[int(self._perm[epoch][pos])])
+        if self.use_system_prompt and task.get("metadata", {}).get("system_prompt"):
+            task["system_prompt"] = task["metadata"]["system_prompt"]  # TextEnv.reset takes it per episode
+        return task
 
 
 def make_task_stream(cfg: Any) -> TaskStream:
@@ -105,4 +110,4 @@ def make_task_stream(cfg: Any) -> TaskStream:
             raise ValueError("data=gsm8k needs data_path= a GSM8K train .jsonl (question, answer '... #### N'); "
                              "the shipped gsm8k file is the test set and is not used for training")
         return FileTasks(cfg.data_path, cfg.data_seed)
-    return FileTasks(cfg.data_path or cfg.data, cfg.data_seed)
+    return FileTasks(cfg.data_path or cfg.data, cfg.data_seed, bool(cfg.use_data_system_prompt))

@@ -258,6 +258,8 @@ class Trainer:
         """Built-in evaluation: greedy rollouts (no branching) of ``eval_prompts`` held-out tasks."""
         if self.eval_fn is not None:
             return self.eval_fn(self, self.step)
+        if self.cfg.eval_benchmark:
+            return self._evaluate_benchmarks()
         tasks = [self.tasks.get(10 ** 9 + i) for i in range(self.cfg.eval_prompts)]
         envs = [self.make_env() for _ in tasks]
         try:
@@ -269,6 +271,29 @@ class Trainer:
         return {"eval_reward": float(np.mean([t.reward for t in trajs])),
                 "eval_accuracy": float(np.mean([t.reward >= 1.0 for t in trajs])),
                 "eval_tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in trajs]))}
+
+    def _evaluate_benchmarks(self) -> dict[str, float]:
+        """Greedy evaluation through the benchmark runner: the first ``eval_prompts`` samples of each
+        benchmark in ``eval_benchmark`` (comma-separated), results in ``output_dir/eval/step_N/`` (a normal
+        result folder: ``arpo leaderboard`` reads it). Returns the mean score and tool calls per benchmark."""
+        from benchmarks.registry import get_benchmark
+        from benchmarks.results import read_rows
+        from benchmarks.runner import EvalConfig, run_eval
+
+        names = [get_benchmark(n.strip()).name for n in self.cfg.eval_benchmark.split(",") if n.strip()]
+        out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"
+        ecfg = EvalConfig(out=str(out), benchmarks=names, model=str(self.cfg.model), method=self.cfg.algorithm,
+                          limit=self.cfg.eval_prompts, sampling=self.sampling_params(greedy=True),
+                          concurrency=max(1, min(self.cfg.eval_prompts, 16)), progress=False, force=True)
+        with torch.no_grad(), self._autocast():
+            run_eval(ecfg, self.agent)
+        rows = read_rows(out / "results.jsonl")
+        metrics: dict[str, float] = {}
+        for name in names:
+            mine = [r for r in rows if r["benchmark"] == name]
+            metrics[f"eval_{name}_score"] = float(np.mean([r["score"] for r in mine])) if mine else math.nan
+            metrics[f"eval_{name}_tool_calls"] = float(np.mean([r["tool_calls"] for r in mine])) if mine else math.nan
+        return metrics
 
     def save(self) -> Path:
         return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,

@@ -92,3 +92,38 @@ def test_aepo_lora_kl_hard_step_trains(tmp_path):
     tr2 = Trainer(TrainConfig(**{**TINY, "imports": []}, steps=0, output_dir=str(tmp_path / "b"),
                               algorithm="grpo"))
     assert tr2.ref_model is None and tr2.rollout.cfg.branching is False
+
+
+def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
+    from benchmarks.results import load_folder
+    from trainers.trainer import Trainer
+
+    sys.path.insert(0, str(HERE))
+    import smoke_env  # noqa: F401
+
+    tr = Trainer(TrainConfig(**{**TINY, "imports": []}, steps=0, output_dir=str(tmp_path),
+                             eval_benchmark="gsm8k", eval_prompts=2))
+    try:
+        metrics = tr.evaluate()
+    finally:
+        tr.close()
+    assert set(metrics) == {"eval_gsm8k_score", "eval_gsm8k_tool_calls"}
+    meta, rows = load_folder(tmp_path / "eval" / "step_0")
+    assert len(rows) == 2 and {r["benchmark"] for r in rows} == {"gsm8k"}
+    assert metrics["eval_gsm8k_score"] == pytest.approx(sum(r["score"] for r in rows) / 2)
+    assert meta["method"] == "arpo"
+
+
+def test_data_system_prompt_reaches_the_env(tmp_path):
+    import arpo_env
+    from trainers.data import FileTasks
+
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
+    stream = FileTasks(data, use_system_prompt=True)
+    stream.rows[0]["metadata"]["system_prompt"] = "Use \\boxed{}."
+    task = stream.get(0)
+    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=task)
+    assert info["system_prompt"] == "Use \\boxed{}." and info["messages"][0]["content"] == "Use \\boxed{}."
+    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=FileTasks(data).get(0))
+    assert "<calculator>" in info["system_prompt"]
