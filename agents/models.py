@@ -12,8 +12,10 @@ concurrent first loads are safe. Nothing is downloaded from a model hub unless y
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -58,6 +60,7 @@ def embedded_model_dir() -> Path:
     gguf = smollm2_gguf_path()
     target = cache_dir() / "models" / f"{SMOLLM2_NAME}-{gguf.stem.split('.')[-1]}-{_file_key(gguf)}"
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        _drop_gguf_quantization(target / "config.json")  # folders converted by arpo-env <= 0.1.0 kept it
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to safetensors in %s (once)", gguf.name, target)
@@ -67,7 +70,10 @@ def embedded_model_dir() -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model: rebuild from the config and copy the weights in
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):  # the weights are de-quantized: float32, not GGUF
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
     if missing or unexpected:
@@ -85,6 +91,18 @@ def embedded_model_dir() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _drop_gguf_quantization(config_path: Path) -> None:
+    """Remove a stale ``quantization_config: gguf`` from a converted folder's config (the weights there are
+    float32; vLLM refuses the folder while the key says GGUF). Atomic rewrite; a no-op when absent."""
+    cfg = json.loads(config_path.read_text())
+    if cfg.get("quantization_config", {}).get("quant_method") != "gguf":
+        return
+    del cfg["quantization_config"]
+    tmp = config_path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, config_path)
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> str:

@@ -83,7 +83,7 @@ def test_rollout_through_a_real_openai_compatible_server(server):
     trajs = agent.rollout(envs, SamplingParams(temperature=0.6, max_new_tokens=64, seed=0), seeds=[0, 1, 2])
     for t in trajs:
         t.check()
-        assert t.entropy_source is EntropySource.TOPK and t.terminated or t.truncated
+        assert t.entropy_source is EntropySource.TOPK and (t.terminated or t.truncated)
         for s, e in t.turn_spans:
             assert all(0 <= i < len(tok) for i in t.token_ids[s:e])
             assert all(lp <= 0 for lp in t.logprobs[s:e]) and all(h >= 0 for h in t.entropies[s:e])
