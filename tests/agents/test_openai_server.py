@@ -2,7 +2,7 @@
 backend and the rollout loop.
 
 Needs the vLLM venv (``bash scripts/setup_vllm_venv.sh``; its python is found at ``$ARPO_VLLM_PYTHON`` or
-the script's default path); skipped when it is absent. Marked slow: the server takes ~1 min to start on CPU.
+the script's default path); skipped when it is absent, a failure when ``ARPO_REQUIRE_VLLM=1`` (CI). Marked slow: the server takes ~1 min to start on CPU.
 """
 from __future__ import annotations
 
@@ -14,24 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from vllm_support import vllm_python
 
 pytestmark = pytest.mark.slow
 
 
-def _vllm_python() -> str | None:
-    from agents.models import cache_dir
-    cand = os.environ.get("ARPO_VLLM_PYTHON") or str(cache_dir() / "venv-vllm" / "bin" / "python")
-    if not Path(cand).exists():
-        return None
-    ok = subprocess.run([cand, "-c", "import vllm"], capture_output=True, timeout=120).returncode == 0
-    return cand if ok else None
-
-
 @pytest.fixture(scope="module")
 def server():
-    py = _vllm_python()
-    if py is None:
-        pytest.skip("no vLLM venv (bash scripts/setup_vllm_venv.sh)")
+    py = vllm_python()
     from agents.models import embedded_model_dir
     model_dir = str(embedded_model_dir())
     with socket.socket() as s:
