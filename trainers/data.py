@@ -60,7 +60,10 @@ class FileTasks:
 
     def _load(self) -> list[dict[str, Any]]:
         if self.path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+            try:
+                import pyarrow.parquet as pq
+            except ImportError as exc:
+                raise ImportError(f"reading {self.path} needs pyarrow: pip install 'arpo-env[train]' ({exc})") from exc
             rows = []
             for i, r in enumerate(pq.read_table(self.path).to_pylist()):
                 msgs = r.get("prompt") or []

@@ -31,7 +31,11 @@ class MetricsLogger:
         self._file = open(self.path, "a")
         self.writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ImportError("TensorBoard logging needs the train extra: pip install 'arpo-env[train]' "
+                                  f"(or set tensorboard: false) ({exc})") from exc
             self.writer = SummaryWriter(str(self.dir / "tb"))
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:

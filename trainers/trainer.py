@@ -87,7 +87,10 @@ class Trainer:
         if cfg.kl_coef > 0:  # built only when used
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         if cfg.lora:
-            from peft import LoraConfig, get_peft_model
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError as exc:
+                raise ImportError(f"lora=True needs peft: pip install 'arpo-env[train]' ({exc})") from exc
             targets: Any = cfg.lora_target_modules
             if targets != "all-linear":
                 targets = [t.strip() for t in targets.split(",")]

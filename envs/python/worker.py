@@ -82,6 +82,24 @@ def _mount(src, dst, fstype, flags, data=None):
                        data.encode() if data else None), f"mount {dst}")
 
 
+def hide_paths(keep, hide):
+    """In a private mount namespace with a tmpfs on /tmp: cover each dir of ``hide`` with an empty tmpfs,
+    but keep each dir of ``keep`` (the interpreter, which may live under a hidden home) visible, read-only."""
+    keep = [p for p in keep if os.path.isdir(p)]
+    for i, path in enumerate(keep):  # park what must stay visible before its parent is hidden
+        os.makedirs(f"/tmp/.keep{i}", exist_ok=True)
+        _mount(path, f"/tmp/.keep{i}", None, MS_BIND | MS_REC)
+    for path in hide:
+        if os.path.isdir(path) and not os.path.islink(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for i, path in enumerate(keep):
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/tmp/.keep{i}", path, None, MS_BIND | MS_REC)
+        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _check(_libc.umount2(f"/tmp/.keep{i}".encode(), 2), "umount")  # MNT_DETACH
+        os.rmdir(f"/tmp/.keep{i}")
+
+
 def setup_namespaces(cfg):
     """Root only: private mount + network namespaces, private tmpfs dirs, hidden homes."""
     flags = CLONE_NEWNS | (CLONE_NEWNET if cfg.get("netns", True) else 0)
@@ -91,19 +109,7 @@ def setup_namespaces(cfg):
     for d in ("/tmp", "/dev/shm", "/var/tmp"):
         if os.path.isdir(d):
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    keep = [p for p in cfg.get("keep", []) if os.path.isdir(p)]
-    for i, path in enumerate(keep):  # park what must stay visible under a hidden dir (the interpreter)
-        os.makedirs(f"/tmp/.keep{i}", exist_ok=True)
-        _mount(path, f"/tmp/.keep{i}", None, MS_BIND | MS_REC)
-    for path in cfg.get("hide", []):
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for i, path in enumerate(keep):
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/tmp/.keep{i}", path, None, MS_BIND | MS_REC)
-        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        _check(_libc.umount2(f"/tmp/.keep{i}".encode(), 2), "umount")  # MNT_DETACH
-        os.rmdir(f"/tmp/.keep{i}")
+    hide_paths(cfg.get("keep", []), cfg.get("hide", []))
     if cfg.get("netns", True):
         try:  # loopback up, so code can use 127.0.0.1 inside its own (empty) namespace
             import fcntl
@@ -367,17 +373,7 @@ def prestage(cfg):
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # parking space only
-    keep = [p for p in setup.get("keep", []) if os.path.isdir(p)]
-    for i, path in enumerate(keep):
-        os.makedirs(f"/tmp/.keep{i}")
-        _mount(path, f"/tmp/.keep{i}", None, MS_BIND | MS_REC)
-    for path in setup.get("hide", []):
-        if os.path.isdir(path) and not os.path.islink(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for i, path in enumerate(keep):
-        os.makedirs(path, exist_ok=True)
-        _mount(f"/tmp/.keep{i}", path, None, MS_BIND | MS_REC)
-        _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    hide_paths(setup.get("keep", []), setup.get("hide", []))
     uid = cfg["uid"]
     os.setgroups([])
     os.setgid(uid)
