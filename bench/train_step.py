@@ -38,7 +38,11 @@ def run_algorithm(args, algorithm: str) -> dict:
                           max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
                           micro_batch_size=args.micro_batch_size, steps=0, output_dir=tmp, tensorboard=False,
                           progress=False, resume=False, seed=args.seed, temperature=1.0)
-        tr = Trainer(cfg)
+        model = tokenizer = None
+        if args.model == "tiny" and args.stop_boost:  # a random model that does end turns with tool tags
+            from agents.testing import tiny_model_and_tokenizer
+            model, tokenizer = tiny_model_and_tokenizer(seed=args.seed, stop_boost=args.stop_boost)
+        tr = Trainer(cfg, model=model, tokenizer=tokenizer)
         tasks = [tr.tasks.get(i) for i in range(args.prompts)]
         if args.warmup:
             tr.collect(tasks[:1])
@@ -107,6 +111,9 @@ def run_trl(args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny")
+    p.add_argument("--stop-boost", type=float, default=0.0,
+                   help="tiny model only: raise closing-tag logits so random turns end in tool calls "
+                        "(without it a random model almost never calls a tool, so ARPO never branches)")
     p.add_argument("--env-id", default="arpo/Calculator-v0")
     p.add_argument("--prompts", type=int, default=2)
     p.add_argument("--generations", type=int, default=4)
