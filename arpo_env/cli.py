@@ -49,8 +49,11 @@ def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="arpo-env environments")
-    for col in ("id", "tools", "fork kind", "source", "description"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True, style="bold")  # ids are what users copy: never cut them
+    table.add_column("tools")
+    table.add_column("fork kind", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("description", ratio=1)
     for r in rows:
         table.add_row(r["id"], r["tools"], r["fork_kind"], r["source"], r["description"])
     console.print(table)
