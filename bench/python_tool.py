@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from envs.python.config import TIERS, SandboxConfig  # noqa: E402
 from envs.python.session import Tree  # noqa: E402
 from envs.python.tiers import get_tier  # noqa: E402
+from envs.python.tool import PythonTool  # noqa: E402
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -81,6 +82,22 @@ def bench_tier(name: str, calls: int, forks: int) -> dict:
     return out
 
 
+def bench_new_episode(name: str, episodes: int, pool_size: int) -> dict:
+    """ms from building a new episode's tool to its first call's answer (a new sandbox each time), with
+    ``pool_size`` pre-started sandboxes (0: started on demand). Episodes are spaced so the pool refills."""
+    from envs.python.pool import close_pools
+    times = []
+    for _ in range(episodes):
+        tool = PythonTool(SandboxConfig(sandbox=name, pool_size=pool_size))
+        t0 = time.perf_counter()
+        tool("1")
+        times.append((time.perf_counter() - t0) * 1000)
+        tool.close()
+        time.sleep(0.6)  # an episode's own work; lets the pool refill
+    close_pools()
+    return pct(times[1:] if pool_size else times)  # the first pooled episode fills the pool
+
+
 def bench_fresh(calls: int) -> dict:
     lat = []
     for _ in range(calls):
@@ -95,6 +112,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--fresh-calls", type=int, default=30)
     ap.add_argument("--forks", type=int, default=20)
+    ap.add_argument("--episodes", type=int, default=10, help="new episodes timed per tier and pool size")
     ap.add_argument("--tiers", default=",".join(TIERS))
     args = ap.parse_args()
     result = {"bench": "python_tool", "host": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -104,6 +122,8 @@ def main() -> None:
     for name in args.tiers.split(","):
         try:
             result["tiers"][name] = bench_tier(name, args.calls, args.forks)
+            result["tiers"][name]["new_episode_first_call_ms"] = {
+                f"pool_{n}": bench_new_episode(name, args.episodes, n) for n in (0, 2)}
         except Exception as exc:
             result["tiers"][name] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(result, indent=2))

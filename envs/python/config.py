@@ -47,6 +47,10 @@ class SandboxConfig:
     """Engine URL for the docker tier (default: ``DOCKER_HOST`` or the local socket)."""
     docker_python: str = "python3"
     """Interpreter inside the docker image."""
+    pool_size: int = 0
+    """Sandboxes kept started in the background for this configuration, so that a new episode's first call
+    skips the sandbox start (0.05 / 0.15 / 0.3 s for subprocess / bwrap / docker here). Idle pooled
+    sandboxes hold no session and die with this process. 0 disables the pool."""
     start_timeout: float = 30.0
     """Seconds to wait for a new sandbox to answer."""
 
@@ -57,6 +61,8 @@ class SandboxConfig:
                      "max_open_files", "max_output_chars", "start_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.pool_size < 0:
+            raise ValueError(f"SandboxConfig.pool_size must be >= 0, got {self.pool_size}")
         self.hide_paths = tuple(self.hide_paths)
 
     def rlimits(self, *, nproc: bool = True) -> dict[str, int]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from envs.python.config import SandboxConfig
 from envs.python.protocol import ExecResult, SandboxError
+from envs.python.pool import take_tree
 from envs.python.session import Session, Tree
 from envs.python.tiers import pick
 from arpo_env.tools import ToolResult
@@ -58,9 +59,19 @@ class PythonTool:
                 return self._tree.spawn()
             except SandboxError:
                 pass
-        tree = Tree(self._tier, self.config)
+        tree = take_tree(self._tier, self.config)
         try:
             session = tree.spawn()
+        except SandboxError:
+            tree.close()
+            if self.config.pool_size <= 0:
+                raise
+            tree = Tree(self._tier, self.config)  # the pooled sandbox died while idle: start one now
+            try:
+                session = tree.spawn()
+            except Exception:
+                tree.close()
+                raise
         except Exception:
             tree.close()
             raise
