@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 import typer
 
+from conftest import require
 from envs.python.cli import register
 from envs.python import SandboxUnavailable, make_python_tool
 from envs.python.config import SandboxConfig
@@ -42,9 +43,8 @@ def test_missing_docker_engine_is_a_clear_error():
         make_python_tool(sandbox="docker", docker_url="unix:///nonexistent/docker.sock")
 
 
-def test_missing_docker_image_is_a_clear_error(tier):
-    if tier != "docker":
-        pytest.skip("docker only")
+def test_missing_docker_image_is_a_clear_error():
+    require("docker")  # the engine must answer for the image check to be reached
     with pytest.raises(SandboxUnavailable, match="no image"):
         make_python_tool(sandbox="docker", docker_image="arpo-no-such-image:none")
 
