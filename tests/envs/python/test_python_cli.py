@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import typer
 
-from conftest import require
+from tier_support import require
 from envs.python.cli import register
 from envs.python import SandboxUnavailable, make_python_tool
 from envs.python.config import SandboxConfig
