@@ -15,6 +15,7 @@ shape, bf16, 8 x 8, 256 tokens): TRL 1.16 takes 9.3 s per step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import platform
@@ -102,7 +103,8 @@ def run_trl(args) -> dict:
             def on_step_end(self, *a, **k):
                 times[-1] = time.perf_counter() - times[-1]
         trainer.add_callback(Timer())
-        trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout carries only our JSON
+            trainer.train()
     step = times[-1]  # the second step (the first includes warm-up)
     return {"step_seconds": step, "completion_tokens_per_s_upper_bound":
             args.prompts * args.generations * args.completion_tokens / step}
