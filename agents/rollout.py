@@ -297,17 +297,13 @@ def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
 
 
 def _env_final_reward(env: Any) -> float:
-    """The env's reward of the whole response so far, for episodes the agent ends (EOS, length).
-
-    ``TextEnv`` computes it only on its own final step; we ask its reward function directly.
-    """
-    base = getattr(env, "unwrapped", env)
-    fn = getattr(base, "_final_reward", None)
-    episode = getattr(base, "_episode", None)
-    if fn is None or episode is None:
+    """End an episode the agent stopped (EOS, length) and return the env's final reward for it
+    (``TextEnv.end``); envs without ``end`` give 0.0."""
+    end = getattr(getattr(env, "unwrapped", env), "end", None)
+    if end is None:
         return 0.0
     try:
-        return float(fn(episode))
+        return float(end())
     except Exception as exc:  # a reward function failing must not kill a batch
         log.warning("reward of an agent-ended episode failed: %s", exc)
         return 0.0

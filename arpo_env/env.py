@@ -257,6 +257,17 @@ class TextEnv(gym.Env[str, str]):
             ep.reward = reward = float(self._final_reward(ep))
         return obs, reward, ep.terminated, ep.truncated, self._info(act, result)
 
+    def end(self) -> float:
+        """End the episode from the agent's side (it stopped without a call or an answer: end-of-sequence,
+        a length limit). The episode becomes ``truncated`` and gets its final reward, which is returned
+        (ARPO's reward of a response without an answer is -1). On an ended episode it returns the
+        recorded reward and changes nothing."""
+        ep = self.episode
+        if not ep.done:
+            ep.truncated = True
+            ep.reward = float(self._final_reward(ep))
+        return ep.reward if ep.reward is not None else 0.0
+
     def _call_tool(self, name: str, args: str) -> ToolResult:
         try:
             return self.tools[name](args)

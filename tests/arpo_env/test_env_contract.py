@@ -100,3 +100,14 @@ def test_render_ansi():
     env.reset(options={"question": "q", "answer": "1"})
     env.step("<calculator>1</calculator>")
     assert env.render().startswith("q\n<calculator>1</calculator><result>")
+
+
+def test_agent_side_end_truncates_with_the_final_reward():
+    env = arpo_env.make("arpo/Calculator-v0")
+    env.reset(options={"question": "1+1?", "answer": "2"})
+    env.step("<calculator>1+1</calculator>")
+    assert env.end() == -1.0  # no answer: ARPO's format penalty
+    assert env.episode.truncated and env.episode.reward == -1.0
+    assert env.end() == -1.0 and env.episode.tool_calls == 1  # idempotent
+    obs, *_, info = env.step("<answer>\\boxed{2}</answer>")
+    assert info["error"] == "episode ended"
