@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import gymnasium as gym
-import numpy as np
 
 from arpo_env.fork import ForkKind
 from arpo_env.parsing import Action, clean_text, extract_answer, format_result, parse_action

@@ -13,9 +13,7 @@ slash on the path ignored).
 """
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from envs.browse.fetch import FetchError, Fetcher, Page
 from envs.search.cache import CacheMode
+from envs.sqlite_file import SQLiteFile
 
 
 def normalize_url(url: str) -> str:
@@ -41,22 +40,11 @@ class PageStore:
     """Saved pages in one SQLite file (see module docstring)."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
-        self.path = Path(path).expanduser()
-        self.timeout_s = timeout_s
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connect()
+        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s)
+        self.path, self.timeout_s = self._db.path, timeout_s
 
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(_SCHEMA)
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return self._db.connect()
 
     def get(self, url: str) -> Page | None:
         row = self._connect().execute(

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from envs.search.base import Hit, SearchBackend, SearchError, normalize_query
+from envs.sqlite_file import SQLiteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_cache (
@@ -53,23 +52,11 @@ class SearchCache:
     """A SQLite file of recorded search results, safe for several threads and processes."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
-        self.path = Path(path).expanduser()
-        self.timeout_s = timeout_s
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connect()  # fail early on an unusable path
+        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s)
+        self.path, self.timeout_s = self._db.path, timeout_s
 
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(_SCHEMA)
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
+        return self._db.connect()
 
     def get(self, backend: str, query: str, k: int) -> list[Hit] | None:
         """The recorded hits for ``(backend, query)`` made with at least ``k`` results, cut to ``k``."""
@@ -92,10 +79,7 @@ class SearchCache:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._db.close()
 
     def __deepcopy__(self, memo: dict) -> "SearchCache":
         return self  # a handle on a shared file: forks share it

@@ -153,13 +153,14 @@ def test_live_search_makes_it_external(tmp_path):
     assert env.fork_kind.value == "external" and not env.deterministic
 
 
-def test_registered_default_builds_real_python_tool_lazily():
+def test_registered_default_builds_the_real_sandboxed_python_tool():
+    from envs.python import PythonTool
+
+    env = arpo_env.make("arpo/MultiTool-v0")
     try:
-        import envs.python  # noqa: F401  (present once issue 3 is merged)
-    except ImportError:
-        with pytest.raises(ImportError, match="python_factory"):
-            arpo_env.make("arpo/MultiTool-v0")
-    else:
-        env = arpo_env.make("arpo/MultiTool-v0")
-        assert env.tools["python"].name == "python"
+        env.reset(seed=0)
+        assert isinstance(env.tools["python"], PythonTool)
+        obs, *_ = env.step("<python>x = 20\nx * 2 + 2</python>")
+        assert obs == "<result>\n42\n</result>"
+    finally:
         env.close()

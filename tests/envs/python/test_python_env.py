@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import pytest
 from gymnasium.utils.env_checker import check_env
 
 import arpo_env
@@ -21,7 +20,7 @@ from arpo_env.fork import ForkKind, check_fork
 from envs.python.config import SandboxConfig
 from envs.python.session import Tree
 from envs.python.tiers import get_tier
-from envs.python.tiers.common import MARKER, uid_processes
+from envs.python.tiers.common import uid_processes
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from envs.python import pool
-from envs.python.config import SandboxConfig
 from envs.python.tiers import get_tier
 from envs.python.tiers.common import uid_processes
 
