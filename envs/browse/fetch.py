@@ -13,13 +13,13 @@ with a zero TTL could race it); JavaScript is not run; PDFs and other binary for
 from __future__ import annotations
 
 import ipaddress
-import queue
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
+
+from envs.deadline import run_with_deadline
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
               "application/xml", "text/xml")
@@ -74,22 +74,13 @@ class FetchConfig:
 
 def _resolve(host: str, port: int, timeout_s: float) -> list:
     """``getaddrinfo`` abandoned after ``timeout_s`` (the resolver itself has no timeout argument)."""
-    box: queue.Queue = queue.Queue(maxsize=1)
-
-    def target() -> None:
-        try:
-            box.put((True, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
-        except BaseException as exc:  # handed to the caller
-            box.put((False, exc))
-
-    threading.Thread(target=target, daemon=True, name="resolve").start()
     try:
-        ok, value = box.get(timeout=max(0.01, timeout_s))
-    except queue.Empty:
+        return run_with_deadline(lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s,
+                                 name="resolve")
+    except TimeoutError:
         raise FetchError(f"resolving {host!r} took longer than {timeout_s:.1f} s") from None
-    if not ok:
-        raise FetchError(f"cannot resolve host {host!r} ({value})")
-    return value
+    except Exception as exc:
+        raise FetchError(f"cannot resolve host {host!r} ({exc})") from None
 
 
 def check_url(url: str, *, allow_private: bool = False, timeout_s: float = 10.0) -> str:

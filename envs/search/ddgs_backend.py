@@ -11,12 +11,12 @@ options below.
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from envs.deadline import run_with_deadline
 from envs.search.base import Hit, SearchError
 
 
@@ -70,25 +70,6 @@ def _default_client(config: DDGSConfig) -> Callable[[str, int], list[dict[str, A
     return call
 
 
-def _run_with_deadline(fn: Callable[[], Any], timeout: float) -> Any:
-    box: queue.Queue = queue.Queue(maxsize=1)
-
-    def target() -> None:
-        try:
-            box.put((True, fn()))
-        except BaseException as exc:  # reported to the caller
-            box.put((False, exc))
-
-    threading.Thread(target=target, daemon=True, name="ddgs-call").start()
-    try:
-        ok, value = box.get(timeout=max(0.01, timeout))
-    except queue.Empty:
-        raise TimeoutError(f"no answer within {timeout:.1f} s") from None
-    if ok:
-        return value
-    raise value
-
-
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"
@@ -117,7 +98,7 @@ class DDGSBackend:
             if left <= 0:
                 break
             try:
-                rows = _run_with_deadline(lambda: self._client(query, k), min(left, cfg.attempt_timeout_s))
+                rows = run_with_deadline(lambda: self._client(query, k), min(left, cfg.attempt_timeout_s))
                 return [Hit(title=str(r.get("title", "")), snippet=str(r.get("body", "")),
                             url=str(r.get("href", r.get("url", "")))) for r in (rows or [])][:k]
             except Exception as exc:

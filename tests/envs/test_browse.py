@@ -7,7 +7,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import arpo_env
 from arpo_env import check_fork
@@ -15,6 +14,7 @@ from envs.browse.env import BrowseEnv
 from envs.browse.fetch import FetchConfig, FetchError, HttpFetcher, check_url
 from envs.browse.store import PageStore, StoreFetcher
 from envs.browse.tool import BrowseTool, split_windows
+from env_checks import strict_check_env
 
 NAV = "<nav><a href='/'>Home</a> | <a href='/about'>About</a> | <a href='/login'>Log in</a></nav>"
 ARTICLE = f"""<!doctype html><html><head><title>The Quokka</title></head><body>{NAV}
@@ -93,14 +93,6 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"<html><body>Not found</body></html>")
 
-
-
-def strict_check_env(env):
-    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env)
 
 @pytest.fixture(scope="module")
 def server():

@@ -6,29 +6,12 @@ import copy
 import io
 
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import arpo_env
 from arpo_env import ForkableTool, ToolResult, check_fork
 from envs.multitool import MultiToolEnv
 from envs.search.base import Hit
-
-
-
-def strict_check_env(env):
-    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env)
-
-@pytest.fixture(autouse=True, scope="module")
-def _cache_dir(tmp_path_factory):
-    """Keep the BM25 index these tests build out of the user's cache."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ARPO_ENV_CACHE_DIR", str(tmp_path_factory.mktemp("arpo-cache")))
-    yield
-    mp.undo()
+from env_checks import strict_check_env
 
 
 class StandInPython:

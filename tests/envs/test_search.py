@@ -7,7 +7,6 @@ import os
 
 import gymnasium as gym
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import arpo_env
 from arpo_env import check_fork
@@ -17,25 +16,7 @@ from envs.search.cache import CacheMode, CachedBackend, SearchCache, import_arpo
 from envs.search.corpus import Passage, corpus_hash, load_corpus, load_hotpotqa_questions, write_jsonl_gz
 from envs.search.env import SearchEnv, recall_at_k
 from envs.search.tool import SearchTool
-
-
-
-def strict_check_env(env):
-    """Gymnasium's checker with every warning an error (as the foundation's contract test does)."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env)
-
-@pytest.fixture(autouse=True, scope="module")
-def _cache_dir(tmp_path_factory):
-    old = os.environ.get("ARPO_ENV_CACHE_DIR")
-    os.environ["ARPO_ENV_CACHE_DIR"] = str(tmp_path_factory.mktemp("arpo-cache"))
-    yield
-    if old is None:
-        os.environ.pop("ARPO_ENV_CACHE_DIR", None)
-    else:
-        os.environ["ARPO_ENV_CACHE_DIR"] = old
+from env_checks import strict_check_env
 
 
 TINY = [Passage("a", "Lisbon", "Lisbon is the capital and the largest city of Portugal."),
