@@ -5,8 +5,8 @@
   ``observation_ids``, ``stop_strings``, ``start``/``advance``/``finish``, forkable ``RolloutState``).
 - :func:`load_agent`: an agent over a named backend (``hf`` default with the embedded SmolLM2, ``vllm``,
   ``openai``).
-- Backends in :mod:`agents.backends`; tiny test models in :mod:`agents.testing`; a scripted policy agent
-  in :mod:`agents.scripted`; a ``TextCompleter`` adapter in :mod:`agents.completer`.
+- Backends in :mod:`arpo_env.agents.backends`; tiny test models in :mod:`arpo_env.agents.testing`; a scripted policy agent
+  in :mod:`arpo_env.agents.scripted`; a ``TextCompleter`` adapter in :mod:`arpo_env.agents.completer`.
 
 Importing this package does not import torch (backends import their libraries when built).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.rollout import Agent, RolloutState, env_stop_strings
+from arpo_env.agents.rollout import Agent, RolloutState, env_stop_strings
 
 AGENT_OPTIONS = ("max_response_tokens", "tool_workers")
 
@@ -27,12 +27,12 @@ def load_agent(backend: str = "hf", model: str | None = None, *, tokenizer: Any 
     path; by default the model's (for ``openai``: the embedded SmolLM2's when ``model`` is not a local
     path). ``max_response_tokens`` and ``tool_workers`` go to the agent, other keywords to the backend.
     """
-    from agents.backends import make_backend
+    from arpo_env.agents.backends import make_backend
     agent_kw = {k: kw.pop(k) for k in AGENT_OPTIONS if k in kw}
     be = make_backend(backend, model, **kw)
     tok = tokenizer
     if isinstance(tok, str) or (tok is None and getattr(be, "tokenizer", None) is None):
-        from agents.models import load_tokenizer
+        from arpo_env.agents.models import load_tokenizer
         tok = load_tokenizer(tok if isinstance(tok, str) else model)
     elif tok is None:
         tok = be.tokenizer

@@ -23,7 +23,7 @@ class BackendCompleter:
         self.params = params or SamplingParams(temperature=0.0, repetition_penalty=1.0)
 
     def complete(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
-        from agents.rollout import Agent
+        from arpo_env.agents.rollout import Agent
         ids = Agent(self.backend, self.tokenizer).prompt_ids(messages)
         params = dataclasses.replace(self.params, max_new_tokens=max_new_tokens)
         (gen,) = self.backend.generate([ids], params)

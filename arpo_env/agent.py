@@ -140,7 +140,7 @@ class Trajectory:
 @runtime_checkable
 class Agent(Protocol):
     """Plays whole episodes: what benchmarks and evaluation call (``agents.Agent`` implements it for any
-    backend; ``agents.scripted.ScriptedAgent`` for tests and harness benchmarks)."""
+    backend; ``arpo_env.agents.scripted.ScriptedAgent`` for tests and harness benchmarks)."""
 
     def rollout(self, envs: Sequence[Any], params: SamplingParams, *,
                 options: Sequence[dict[str, Any] | None] | None = None,

@@ -25,7 +25,7 @@ console = Console()
 log = logging.getLogger(__name__)
 
 #: Modules that contribute sub-commands (skipped when not installed).
-COMMAND_MODULES = ("envs.cli", "agents.cli", "benchmarks.cli", "trainers.cli")
+COMMAND_MODULES = ("arpo_env.envs.cli", "arpo_env.benchmarks.cli", "arpo_env.trainers.cli")
 
 
 @app.command("envs")

@@ -22,11 +22,11 @@ ENTRY_POINT_GROUP = "arpo_env.envs"
 
 #: Built-in environments: id -> (entry point, description). Imported only when made or described.
 BUILTIN_ENVS: dict[str, tuple[str, str]] = {
-    "arpo/Calculator-v0": ("envs.calculator:CalculatorEnv", "arithmetic word problems with a safe calculator"),
-    "arpo/Python-v0": ("envs.python.env:PythonEnv", "compute questions with a persistent, forkable, sandboxed Python session"),
-    "arpo/Search-v0": ("envs.search.env:SearchEnv", "multi-hop QA with search (offline BM25 or live DuckDuckGo)"),
-    "arpo/Browse-v0": ("envs.browse.env:BrowseEnv", "read web pages (offline page store or live http)"),
-    "arpo/MultiTool-v0": ("envs.multitool:MultiToolEnv", "ARPO's env: search + python (+ browse)"),
+    "arpo/Calculator-v0": ("arpo_env.envs.calculator:CalculatorEnv", "arithmetic word problems with a safe calculator"),
+    "arpo/Python-v0": ("arpo_env.envs.python.env:PythonEnv", "compute questions with a persistent, forkable, sandboxed Python session"),
+    "arpo/Search-v0": ("arpo_env.envs.search.env:SearchEnv", "multi-hop QA with search (offline BM25 or live DuckDuckGo)"),
+    "arpo/Browse-v0": ("arpo_env.envs.browse.env:BrowseEnv", "read web pages (offline page store or live http)"),
+    "arpo/MultiTool-v0": ("arpo_env.envs.multitool:MultiToolEnv", "ARPO's env: search + python (+ browse)"),
 }
 
 

@@ -38,9 +38,9 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
 
-    from trainers.config import TrainConfig
-    from trainers.metrics import read_metrics
-    from trainers.trainer import Trainer
+    from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.metrics import read_metrics
+    from arpo_env.trainers.trainer import Trainer
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def main() -> None:
                               lr=args.lr, seed=args.seed, output_dir=tmp, save_every=0, tensorboard=False,
                               progress=True, resume=False)
             if model is None:  # the embedded model through agents' loader
-                from agents.models import load_model_and_tokenizer
+                from arpo_env.agents.models import load_model_and_tokenizer
                 m, tok = load_model_and_tokenizer(None, dtype="float32")
                 tr = Trainer(cfg, model=m, tokenizer=tok)
             else:

@@ -1,7 +1,7 @@
 """Throughput of the evaluation runner, printed as JSON.
 
-- ``scripted``: the runner driving a scripted policy (``agents.scripted.ScriptedAgent`` when installed,
-  else ``benchmarks.oracle.OracleAgent``) through the real env, scoring and durable writes: harness
+- ``scripted``: the runner driving a scripted policy (``arpo_env.agents.scripted.ScriptedAgent`` when installed,
+  else ``arpo_env.benchmarks.oracle.OracleAgent``) through the real env, scoring and durable writes: harness
   overhead, in samples/s.
 - ``default_model``: the runner with the default model (embedded SmolLM2-135M-Instruct, hf backend),
   short generations (``--max-new-tokens``), in samples/s.
@@ -23,20 +23,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arpo_env.agent import SamplingParams  # noqa: E402
-from benchmarks.runner import EvalConfig, run_eval  # noqa: E402
+from arpo_env.benchmarks.runner import EvalConfig, run_eval  # noqa: E402
 
 ENV = "arpo/Calculator-v0"
 
 
 def scripted_agent():
     try:
-        from agents.scripted import ScriptedAgent
+        from arpo_env.agents.scripted import ScriptedAgent
 
-        return ScriptedAgent(["<calculator>2+3</calculator>", "<answer>\\boxed{5}</answer>"]), "agents.scripted.ScriptedAgent"
+        return ScriptedAgent(["<calculator>2+3</calculator>", "<answer>\\boxed{5}</answer>"]), "arpo_env.agents.scripted.ScriptedAgent"
     except Exception:  # noqa: BLE001
-        from benchmarks.oracle import OracleAgent
+        from arpo_env.benchmarks.oracle import OracleAgent
 
-        return OracleAgent(tool_calls=1), "benchmarks.oracle.OracleAgent"
+        return OracleAgent(tool_calls=1), "arpo_env.benchmarks.oracle.OracleAgent"
 
 
 def measure(agent, n: int, concurrency: int, sampling: SamplingParams, label: str) -> dict:
@@ -62,7 +62,7 @@ def main() -> None:
            "python": platform.python_version(), "scripted_agent": name,
            "scripted": [measure(agent, a.samples, c, SamplingParams(), "scripted") for c in (1, 4)]}
     if not a.skip_model:
-        from benchmarks.agents_bridge import load_agent
+        from arpo_env.benchmarks.agents_bridge import load_agent
 
         t0 = time.perf_counter()
         model = load_agent("hf", None, max_response_tokens=2 * a.max_new_tokens)

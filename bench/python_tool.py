@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs.python.config import TIERS, SandboxConfig  # noqa: E402
-from envs.python.session import Tree  # noqa: E402
-from envs.python.tiers import get_tier  # noqa: E402
-from envs.python.tool import PythonTool  # noqa: E402
+from arpo_env.envs.python.config import TIERS, SandboxConfig  # noqa: E402
+from arpo_env.envs.python.session import Tree  # noqa: E402
+from arpo_env.envs.python.tiers import get_tier  # noqa: E402
+from arpo_env.envs.python.tool import PythonTool  # noqa: E402
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -85,7 +85,7 @@ def bench_tier(name: str, calls: int, forks: int) -> dict:
 def bench_new_episode(name: str, episodes: int, pool_size: int) -> dict:
     """ms from building a new episode's tool to its first call's answer (a new sandbox each time), with
     ``pool_size`` pre-started sandboxes (0: started on demand). Episodes are spaced so the pool refills."""
-    from envs.python.pool import close_pools
+    from arpo_env.envs.python.pool import close_pools
     times = []
     for _ in range(episodes):
         tool = PythonTool(SandboxConfig(sandbox=name, pool_size=pool_size))

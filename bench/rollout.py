@@ -46,12 +46,12 @@ def main() -> None:
     import torch
 
     import arpo_env
-    from agents import Agent
-    from agents.backends.hf import HFBackend
+    from arpo_env.agents import Agent
+    from arpo_env.agents.backends.hf import HFBackend
 
     t0 = time.perf_counter()
     if args.model == "tiny":
-        from agents.testing import tiny_model_and_tokenizer
+        from arpo_env.agents.testing import tiny_model_and_tokenizer
         model, tok = tiny_model_and_tokenizer("llama", stop_boost=3.0)
         backend = HFBackend(model, tok)
     else:

@@ -44,10 +44,10 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="arpo-bench-search-")
     os.environ["ARPO_ENV_CACHE_DIR"] = tmp
 
-    from envs.search.bm25 import BM25Backend
-    from envs.search.cache import CachedBackend, SearchCache
-    from envs.search.corpus import BUNDLED_CORPUS, corpus_hash, load_corpus, load_hotpotqa_questions
-    from envs.search.env import recall_at_k
+    from arpo_env.envs.search.bm25 import BM25Backend
+    from arpo_env.envs.search.cache import CachedBackend, SearchCache
+    from arpo_env.envs.search.corpus import BUNDLED_CORPUS, corpus_hash, load_corpus, load_hotpotqa_questions
+    from arpo_env.envs.search.env import recall_at_k
 
     t0 = time.perf_counter()
     passages = load_corpus()

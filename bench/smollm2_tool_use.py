@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     import arpo_env
-    from agents import load_agent
+    from arpo_env.agents import load_agent
 
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()

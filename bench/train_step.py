@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def run_algorithm(args, algorithm: str) -> dict:
     import torch
 
-    from trainers.config import TrainConfig
-    from trainers.trainer import Trainer
+    from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(model=args.model, algorithm=algorithm, env_id=args.env_id, prompts_per_step=args.prompts,
@@ -41,7 +41,7 @@ def run_algorithm(args, algorithm: str) -> dict:
                           progress=False, resume=False, seed=args.seed, temperature=1.0)
         model = tokenizer = None
         if args.model == "tiny" and args.stop_boost:  # a random model that does end turns with tool tags
-            from agents.testing import tiny_model_and_tokenizer
+            from arpo_env.agents.testing import tiny_model_and_tokenizer
             model, tokenizer = tiny_model_and_tokenizer(seed=args.seed, stop_boost=args.stop_boost)
         tr = Trainer(cfg, model=model, tokenizer=tokenizer)
         tasks = [tr.tasks.get(i) for i in range(args.prompts)]
@@ -79,8 +79,8 @@ def run_trl(args) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from trainers.trainer import load_policy
-    from trainers.config import TrainConfig
+    from arpo_env.trainers.trainer import load_policy
+    from arpo_env.trainers.config import TrainConfig
 
     cfg = TrainConfig(model=args.model)
     model, tok = load_policy(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))

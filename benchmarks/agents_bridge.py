@@ -1,6 +1,6 @@
 """Building agents and judges for the command line, through the ``agents`` package when it is installed.
 
-``backend="oracle"`` gives :class:`benchmarks.oracle.OracleAgent` (no model; checks the harness).
+``backend="oracle"`` gives :class:`arpo_env.benchmarks.oracle.OracleAgent` (no model; checks the harness).
 Every other backend goes to ``agents.load_agent(backend=, model=)``. A judge is any object with
 ``complete(messages, max_new_tokens)`` (:class:`arpo_env.TextCompleter`); an agent that is not one itself
 may expose one as ``.completer`` or ``.as_completer()``.
@@ -15,12 +15,12 @@ from arpo_env.agent import TextCompleter
 def load_agent(backend: str = "hf", model: str | None = None, **kwargs: Any) -> Any:
     """An :class:`arpo_env.Agent` for ``backend``/``model``."""
     if backend == "oracle":
-        from benchmarks.oracle import OracleAgent
+        from arpo_env.benchmarks.oracle import OracleAgent
 
         acc = float(kwargs.pop("accuracy", 1.0))
         return OracleAgent(accuracy=acc, **kwargs)
     try:
-        import agents
+        from arpo_env import agents
         loader = getattr(agents, "load_agent")
     except (ImportError, AttributeError) as exc:
         raise RuntimeError(f"the agents package with load_agent() is needed for backend {backend!r} "
@@ -33,7 +33,7 @@ def as_completer(obj: Any) -> TextCompleter:
     if isinstance(obj, TextCompleter):
         return obj
     if getattr(obj, "backend", None) is not None and getattr(obj, "tokenizer", None) is not None:
-        from agents.completer import BackendCompleter  # greedy decoding, as a judge should
+        from arpo_env.agents.completer import BackendCompleter  # greedy decoding, as a judge should
 
         return BackendCompleter(obj.backend, obj.tokenizer)
     for attr in ("completer", "as_completer"):
@@ -45,7 +45,7 @@ def as_completer(obj: Any) -> TextCompleter:
 
 
 def load_judge(model: str, backend: str = "hf") -> Any:
-    """An :class:`benchmarks.judge.LLMJudge` backed by ``model`` on ``backend``."""
-    from benchmarks.judge import LLMJudge
+    """An :class:`arpo_env.benchmarks.judge.LLMJudge` backed by ``model`` on ``backend``."""
+    from arpo_env.benchmarks.judge import LLMJudge
 
     return LLMJudge(as_completer(load_agent(backend=backend, model=model)), name=f"{backend}:{model}")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.data import xbench_decrypt
-from benchmarks.registry import Benchmark, qa_parser, register_benchmark
+from arpo_env.benchmarks.data import xbench_decrypt
+from arpo_env.benchmarks.registry import Benchmark, qa_parser, register_benchmark
 
 MATH_ENV = ("arpo/Python-v0", {"max_tool_calls": 3})
 QA_ENV = ("arpo/MultiTool-v0", {"max_tool_calls": 3})
@@ -33,7 +33,7 @@ def _gsm8k_answer(raw: Any) -> str:
 
 
 def _read_xbench(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    from benchmarks.data import DatasetFormatError, read_records
+    from arpo_env.benchmarks.data import DatasetFormatError, read_records
 
     out = []
     for line, rec in read_records(path):

@@ -53,8 +53,8 @@ def eval_command(
 ) -> None:
     """Evaluate a model on benchmarks; resumes when OUT already holds part of the same run."""
     from arpo_env.agent import SamplingParams
-    from benchmarks.agents_bridge import load_agent, load_judge
-    from benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+    from arpo_env.benchmarks.agents_bridge import load_agent, load_judge
+    from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
 
     sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
@@ -71,7 +71,7 @@ def eval_command(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
     typer.echo(json.dumps(summary))
-    from benchmarks.leaderboard import build_table, render
+    from arpo_env.benchmarks.leaderboard import build_table, render
 
     typer.echo(render(build_table([out]), "md"))
 
@@ -85,7 +85,7 @@ def leaderboard_command(
     pass_k: Optional[int] = typer.Option(None, "--pass-k", help="Also report pass@k (k <= attempts)."),
 ) -> None:
     """Build a leaderboard table (mean +- standard error, average, mean tool calls) from result folders."""
-    from benchmarks.leaderboard import build_table, render
+    from arpo_env.benchmarks.leaderboard import build_table, render
 
     table = build_table(folders, published=published, pass_k=pass_k)
     text = render(table, format)
@@ -96,7 +96,7 @@ def leaderboard_command(
     else:
         typer.echo(text)
     if plots:
-        from benchmarks.plots import save_plots
+        from arpo_env.benchmarks.plots import save_plots
 
         for p in save_plots(table, plots):
             typer.echo(f"wrote {p}")
@@ -104,7 +104,7 @@ def leaderboard_command(
 
 def benchmarks_command(as_json: bool = typer.Option(False, "--json", help="JSON instead of a table.")) -> None:
     """List the registered benchmarks with their metric, default env and data file."""
-    from benchmarks.registry import list_benchmarks
+    from arpo_env.benchmarks.registry import list_benchmarks
 
     rows = []
     for b in list_benchmarks():
@@ -138,7 +138,7 @@ def demo_command(
     max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
 ) -> None:
     """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""
-    from benchmarks.demo import run_demo
+    from arpo_env.benchmarks.demo import run_demo
 
     run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,
              max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens)
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run these commands without the rest of ``arpo`` (``python -m benchmarks.cli eval ...``)."""
+    """Run these commands without the rest of ``arpo`` (``python -m arpo_env.benchmarks.cli eval ...``)."""
     app = typer.Typer(add_completion=False, no_args_is_help=True)
     register(app)
     app(args=argv if argv is not None else sys.argv[1:])

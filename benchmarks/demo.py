@@ -32,10 +32,10 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
     from rich.console import Console
 
     from arpo_env.agent import SamplingParams
-    from benchmarks.agents_bridge import load_agent
-    from benchmarks.leaderboard import build_table, render
-    from benchmarks.registry import get_benchmark
-    from benchmarks.runner import EvalConfig, run_eval
+    from arpo_env.benchmarks.agents_bridge import load_agent
+    from arpo_env.benchmarks.leaderboard import build_table, render
+    from arpo_env.benchmarks.registry import get_benchmark
+    from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
     console = Console(stderr=True)
     t0 = time.perf_counter()

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.metrics import mean_and_se, pass_at_k
-from benchmarks.results import load_folder
+from arpo_env.benchmarks.metrics import mean_and_se, pass_at_k
+from arpo_env.benchmarks.results import load_folder
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _model_label(meta: dict[str, Any]) -> str:
 
 
 def _column_order(names: set[str]) -> list[str]:
-    from benchmarks.registry import list_benchmarks
+    from arpo_env.benchmarks.registry import list_benchmarks
 
     order = [b.name for b in list_benchmarks()]
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
@@ -125,7 +125,7 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
 
 
 def _title(name: str) -> str:
-    from benchmarks.registry import get_benchmark
+    from arpo_env.benchmarks.registry import get_benchmark
 
     try:
         return get_benchmark(name).title

@@ -9,7 +9,7 @@ answers (a string or a list of aliases) and returns a score in [0, 1], the best 
 - :func:`math_equal` — symbolic equivalence by math-verify (``\\frac{1}{2}`` = ``0.5``, ``5 cm`` = ``5``,
   sets and tuples, ``\\text{(C)}`` = ``C``); math-verify rounds floats to 6 digits.
 - :func:`pass_at_k` — the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021), k <= n.
-- The LLM judge lives in :mod:`benchmarks.judge`.
+- The LLM judge lives in :mod:`arpo_env.benchmarks.judge`.
 
 Not covered: multiple-choice letter extraction from free text (the agent's boxed answer is compared).
 """
@@ -98,7 +98,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 SCORERS = {"em": exact_match, "f1": f1, "cover_em": cover_exact_match, "math_equiv": math_equal}
-"""Offline metrics by name (the judge needs a model and is in :mod:`benchmarks.judge`)."""
+"""Offline metrics by name (the judge needs a model and is in :mod:`arpo_env.benchmarks.judge`)."""
 
 
 def score_all(prediction: str | None, gold: Gold, names: Iterable[str] = ("em", "f1", "cover_em")) -> dict[str, float]:

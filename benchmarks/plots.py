@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.leaderboard import Table, _title
+from arpo_env.benchmarks.leaderboard import Table, _title
 
 
 def save_plots(table: Table, folder: str | Path) -> list[Path]:

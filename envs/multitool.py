@@ -1,7 +1,7 @@
 """``arpo/MultiTool-v0``: ARPO's training and evaluation env: search + python (+ browse when enabled).
 
-- Tools: ``<search>`` (any backend of :mod:`envs.search`; offline BM25 by default), ``<python>`` (the
-  sandboxed interpreter of :mod:`envs.python`, built by ``envs.python.make_python_tool(**python_kwargs)``
+- Tools: ``<search>`` (any backend of :mod:`arpo_env.envs.search`; offline BM25 by default), ``<python>`` (the
+  sandboxed interpreter of :mod:`arpo_env.envs.python`, built by ``arpo_env.envs.python.make_python_tool(**python_kwargs)``
   unless ``python_factory`` supplies another), and ``<browse>`` with ``browse=True``.
 - ARPO's protocol prompt, one call budget for all tools together (``max_tool_calls``, default 3), and
   ARPO's reward: format -1; F1 of the boxed answer; +0.1 when F1 > 0 and both search and python were used.
@@ -26,7 +26,7 @@ from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import Task, TaskSource
 from arpo_env.tools import Tool
-from envs.search.base import SearchBackend
+from arpo_env.envs.search.base import SearchBackend
 
 PythonFactory = Callable[..., Tool]
 
@@ -43,18 +43,18 @@ ARPO_SYSTEM_PROMPT = (
 
 
 def default_python_factory(**kwargs: Any) -> Tool:
-    """``envs.python.make_python_tool(**kwargs)``, imported only when a MultiTool env is built."""
+    """``arpo_env.envs.python.make_python_tool(**kwargs)``, imported only when a MultiTool env is built."""
     try:
-        from envs.python import make_python_tool
+        from arpo_env.envs.python import make_python_tool
     except ImportError as exc:
-        raise ImportError("MultiTool-v0 needs the python sandbox tool (envs.python.make_python_tool), which "
+        raise ImportError("MultiTool-v0 needs the python sandbox tool (arpo_env.envs.python.make_python_tool), which "
                           f"cannot be imported ({exc}); pass python_factory=... to use another python tool") from exc
     return make_python_tool(**kwargs)
 
 
 class MultiToolEnv(TextEnv):
-    """Search + python (+ browse). Keywords: :class:`~envs.search.tool.SearchConfig` fields,
-    ``browse`` (enable it) with :class:`~envs.browse.env.BrowseConfig` fields (``browse_source``,
+    """Search + python (+ browse). Keywords: :class:`~arpo_env.envs.search.tool.SearchConfig` fields,
+    ``browse`` (enable it) with :class:`~arpo_env.envs.browse.env.BrowseConfig` fields (``browse_source``,
     ``page_chars``, ``store_path``, ...), ``python_factory``/``python_kwargs``, ``backend_impl``,
     ``fetcher_impl``, ``summariser``, and the :class:`~arpo_env.env.EnvConfig` fields."""
 
@@ -65,8 +65,8 @@ class MultiToolEnv(TextEnv):
                  python_kwargs: dict[str, Any] | None = None, backend_impl: SearchBackend | None = None,
                  fetcher_impl: Any = None, summariser: TextCompleter | None = None,
                  browse_source: str = "corpus", **kwargs: Any):
-        from envs.browse.env import make_browse_tool, split_browse_kwargs
-        from envs.search.env import make_search_tool, split_search_kwargs
+        from arpo_env.envs.browse.env import make_browse_tool, split_browse_kwargs
+        from arpo_env.envs.search.env import make_search_tool, split_search_kwargs
 
         kwargs = dict(kwargs)
         if browse and "show_urls" not in kwargs:
@@ -103,7 +103,7 @@ class MultiToolEnv(TextEnv):
             budget=self.config.max_tool_calls)
 
     def default_task_source(self) -> TaskSource:
-        from envs.search.env import hotpotqa_tasks
+        from arpo_env.envs.search.env import hotpotqa_tasks
         return hotpotqa_tasks()
 
     def _on_reset(self, task: Task) -> None:
@@ -120,6 +120,6 @@ class MultiToolEnv(TextEnv):
                 "<think>Keep a note in Python.</think><python>notes = ['step 1']\nprint(len(notes))</python>",
                 "<think>Use the note again.</think><python>notes.append('step 2')\nprint(notes)</python>"]
         if "browse" in self.tools and self.config.max_tool_calls >= 4:
-            from envs.search.corpus import wiki_url
+            from arpo_env.envs.search.corpus import wiki_url
             acts.insert(1, f"<browse>{wiki_url(titles[-1])}</browse>")
         return acts + [f"<think>Done.</think><answer>The final answer is \\[ \\boxed{{{answer}}} \\]</answer>"]

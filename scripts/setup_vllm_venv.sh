@@ -16,6 +16,6 @@ if ! "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 fi
 "$VENV/bin/python" -c "import vllm" >/dev/null
-# arpo-env's light core deps, so agents.backends.vllm runs in the venv with PYTHONPATH=<repo> (tests)
+# arpo-env's light core deps, so arpo_env.agents.backends.vllm runs in the venv with PYTHONPATH=<repo> (tests)
 "$VENV/bin/python" -c "import gymnasium, simpleeval" >/dev/null 2>&1 || "$VENV/bin/python" -m pip install -q gymnasium simpleeval
 echo "$VENV/bin/python"

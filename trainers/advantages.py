@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from trainers.tree import RolloutTree
+from arpo_env.trainers.tree import RolloutTree
 
 
 def grpo_advantages(rewards: Sequence[float], eps: float = 1e-6) -> list[float]:

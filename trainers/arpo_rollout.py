@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from arpo_env.agent import SamplingParams
-from trainers.tree import BranchEvent, RolloutTree
+from arpo_env.trainers.tree import BranchEvent, RolloutTree
 
 
 @dataclass

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
               print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
               ) -> None:
         """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag."""
-        from trainers.config import TrainConfig
+        from arpo_env.trainers.config import TrainConfig
 
         if help_config:
             print(TrainConfig.help_text())
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
             return
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from trainers.trainer import Trainer
+        from arpo_env.trainers.trainer import Trainer
 
         trainer = Trainer(cfg)
         if trainer.resumed_from is not None:

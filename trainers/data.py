@@ -105,7 +105,7 @@ class FileTasks:
 
 
 def make_task_stream(cfg: Any) -> TaskStream:
-    """The stream named by ``cfg.data`` (see :class:`trainers.config.TrainConfig`)."""
+    """The stream named by ``cfg.data`` (see :class:`arpo_env.trainers.config.TrainConfig`)."""
     if cfg.data == "env":
         return EnvTasks(cfg.env_id, cfg.env_kwargs, cfg.data_seed)
     if cfg.data == "gsm8k":

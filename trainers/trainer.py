@@ -2,7 +2,7 @@
 
 One step:
 1. take ``prompts_per_step`` tasks at the saved data position;
-2. roll out (:class:`trainers.arpo_rollout.ARPORollout`): M leaves per prompt, branching for ``arpo``,
+2. roll out (:class:`arpo_env.trainers.arpo_rollout.ARPORollout`): M leaves per prompt, branching for ``arpo``,
    M independent samples for ``grpo`` (the same code path with branching off);
 3. advantages: GRPO per prompt, attributed ``soft`` or ``hard`` on the tree, optionally entropy-aware;
 4. update: old log-probs recomputed by this model before the update (not the sampler's), reference
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from arpo_env.agent import SamplingParams
-from trainers.advantages import entropy_aware, grpo_advantages, token_advantages
-from trainers.arpo_rollout import ARPORollout, BranchingConfig, RolloutBatch
-from trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from trainers.config import TrainConfig
-from trainers.data import make_task_stream
-from trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
-from trainers.metrics import MetricsLogger
+from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
+from arpo_env.trainers.arpo_rollout import ARPORollout, BranchingConfig, RolloutBatch
+from arpo_env.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from arpo_env.trainers.config import TrainConfig
+from arpo_env.trainers.data import make_task_stream
+from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
+from arpo_env.trainers.metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[["Trainer", int], dict[str, float]]
@@ -45,10 +45,10 @@ EvalFn = Callable[["Trainer", int], dict[str, float]]
 def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
     """The model (float32, on ``device``) and tokenizer named by ``cfg.model``."""
     if cfg.model == "tiny":
-        from agents.testing import tiny_model_and_tokenizer
+        from arpo_env.agents.testing import tiny_model_and_tokenizer
         model, tok = tiny_model_and_tokenizer(seed=cfg.seed)
     else:
-        from agents.models import load_model_and_tokenizer, load_tokenizer
+        from arpo_env.agents.models import load_model_and_tokenizer, load_tokenizer
         model, tok = load_model_and_tokenizer(cfg.model, device=str(device), dtype=torch.float32)
         if cfg.tokenizer:
             tok = load_tokenizer(cfg.tokenizer)
@@ -64,8 +64,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, eval_fn: EvalFn | None = None, model: Any = None,
                  tokenizer: Any = None):
-        from agents import Agent
-        from agents.backends.hf import HFBackend
+        from arpo_env.agents import Agent
+        from arpo_env.agents.backends.hf import HFBackend
 
         import arpo_env
 
@@ -279,9 +279,9 @@ class Trainer:
         """Greedy evaluation through the benchmark runner: the first ``eval_prompts`` samples of each
         benchmark in ``eval_benchmark`` (comma-separated), results in ``output_dir/eval/step_N/`` (a normal
         result folder: ``arpo leaderboard`` reads it). Returns the mean score and tool calls per benchmark."""
-        from benchmarks.registry import get_benchmark
-        from benchmarks.results import read_rows
-        from benchmarks.runner import EvalConfig, run_eval
+        from arpo_env.benchmarks.registry import get_benchmark
+        from arpo_env.benchmarks.results import read_rows
+        from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
         names = [get_benchmark(n.strip()).name for n in self.cfg.eval_benchmark.split(",") if n.strip()]
         out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"

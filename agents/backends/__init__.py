@@ -14,12 +14,12 @@ def make_backend(name: str = "hf", model: str | None = None, **kwargs: Any) -> A
     """Build a backend by name. ``model``: a local model directory or hub id (``None``: embedded SmolLM2
     for ``hf``/``vllm``); for ``openai`` it is the served model name and ``base_url=`` is required."""
     if name == "hf":
-        from agents.backends.hf import HFBackend
+        from arpo_env.agents.backends.hf import HFBackend
         return HFBackend.from_pretrained(model, **kwargs)
     if name == "vllm":
-        from agents.backends.vllm import VLLMBackend
+        from arpo_env.agents.backends.vllm import VLLMBackend
         return VLLMBackend.from_pretrained(model, **kwargs)
     if name == "openai":
-        from agents.backends.openai import OpenAIBackend
+        from arpo_env.agents.backends.openai import OpenAIBackend
         return OpenAIBackend(model=model, **kwargs)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

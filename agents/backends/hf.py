@@ -2,7 +2,7 @@
 
 Generation is our own decoding loop over a transformers causal LM (not ``model.generate``), so that every
 step yields the exact log-prob of the sampled token and the entropy of the full next-token distribution
-(see :mod:`agents.sampling` for which distribution), and so that each row stops on its own stop string,
+(see :mod:`arpo_env.agents.sampling` for which distribution), and so that each row stops on its own stop string,
 EOS or length.
 
 - Batching: contexts are sorted by length, cut into micro-batches of ``max_batch_size`` rows, left-padded,
@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import torch
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
-from agents.sampling import make_generator, sample_next
-from agents.stopping import StopChecker
+from arpo_env.agents.sampling import make_generator, sample_next
+from arpo_env.agents.stopping import StopChecker
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class HFBackend:
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
         """
-        from agents.models import load_model_and_tokenizer
+        from arpo_env.agents.models import load_model_and_tokenizer
         model, tokenizer = load_model_and_tokenizer(path, device=device, dtype=dtype)
         return cls(model, tokenizer, **config)
 

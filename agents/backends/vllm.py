@@ -9,7 +9,7 @@ penalties). Stop strings are kept in the output (``include_stop_str_in_output``)
 
 vLLM is imported when a backend is built, never at module import; without it, building raises an
 ``ImportError`` that says how to install it. vLLM runs normal checkpoints, not GGUF files: the default
-model is the embedded SmolLM2 converted to safetensors (``agents.models.embedded_model_dir``).
+model is the embedded SmolLM2 converted to safetensors (``arpo_env.agents.models.embedded_model_dir``).
 Scripts that build the engine need an ``if __name__ == "__main__":`` guard (vLLM starts worker processes).
 
 Not covered: LoRA adapters, weight syncing from a trainer (reload the engine or use the ``hf`` backend).
@@ -20,7 +20,7 @@ import math
 from typing import Any, Sequence
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
-from agents.backends.openai import topk_entropy
+from arpo_env.agents.backends.openai import topk_entropy
 
 INSTALL_HINT = ("the vllm backend needs vLLM: pip install 'arpo-env[vllm]' (GPU) or, on CPU, "
                 "bash scripts/setup_vllm_venv.sh and run under that venv's python")
@@ -48,7 +48,7 @@ class VLLMBackend:
         """Build ``vllm.LLM(model=path, enable_prefix_caching=True, **engine_kwargs)``; ``None`` is the
         embedded SmolLM2 (converted from its GGUF on first use)."""
         vllm = _import_vllm()
-        from agents.models import resolve_model_path
+        from arpo_env.agents.models import resolve_model_path
         engine_kwargs.setdefault("enable_prefix_caching", True)
         engine_kwargs.setdefault("max_logprobs", 20)
         llm = vllm.LLM(model=resolve_model_path(path), **engine_kwargs)

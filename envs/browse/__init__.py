@@ -1,8 +1,8 @@
 """Browse: the ``browse`` tool, live fetching (httpx + trafilatura) with SSRF guards, the offline page
 store, the optional goal-directed summariser, and ``arpo/Browse-v0``."""
-from envs.browse.fetch import FetchConfig, FetchError, Fetcher, HttpFetcher, Page, check_url
-from envs.browse.store import CorpusPages, PageStore, StoreFetcher, normalize_url
-from envs.browse.tool import BrowseState, BrowseTool, PageSummariser, split_windows
+from arpo_env.envs.browse.fetch import FetchConfig, FetchError, Fetcher, HttpFetcher, Page, check_url
+from arpo_env.envs.browse.store import CorpusPages, PageStore, StoreFetcher, normalize_url
+from arpo_env.envs.browse.tool import BrowseState, BrowseTool, PageSummariser, split_windows
 
 __all__ = ["BrowseState", "BrowseTool", "CorpusPages", "FetchConfig", "FetchError", "Fetcher", "HttpFetcher",
            "Page", "PageStore", "PageSummariser", "StoreFetcher", "check_url", "normalize_url", "split_windows"]

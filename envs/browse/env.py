@@ -5,7 +5,7 @@ Sources of pages (``source=``):
 - ``corpus`` (default, offline, deterministic): the bundled Wikipedia passages at their
   ``en.wikipedia.org`` URLs. Default tasks: the 100 bundled HotpotQA questions, with the URLs of their
   supporting pages given in the prompt (a reading task; combine with search in MultiTool-v0).
-- ``store``: a :class:`~envs.browse.store.PageStore` file, replay-only (deterministic).
+- ``store``: a :class:`~arpo_env.envs.browse.store.PageStore` file, replay-only (deterministic).
 - ``live``: httpx + trafilatura (``external`` fork kind, not deterministic); with ``store_path`` the pages
   are recorded (``store_mode="read-write"``) so the run can be replayed with ``source="store"``.
 
@@ -20,9 +20,9 @@ from arpo_env.agent import TextCompleter
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import ListTaskSource, Task, TaskSource
-from envs.browse.fetch import FetchConfig, Fetcher, HttpFetcher
-from envs.browse.store import CorpusPages, PageStore, StoreFetcher
-from envs.browse.tool import BrowseTool, PageSummariser
+from arpo_env.envs.browse.fetch import FetchConfig, Fetcher, HttpFetcher
+from arpo_env.envs.browse.store import CorpusPages, PageStore, StoreFetcher
+from arpo_env.envs.browse.tool import BrowseTool, PageSummariser
 
 
 @dataclass
@@ -43,7 +43,7 @@ class BrowseConfig:
     allow_private: bool = False
     """Let ``live`` fetch private and loopback addresses (tests, intranets)."""
     fetch: dict[str, Any] = field(default_factory=dict)
-    """More :class:`~envs.browse.fetch.FetchConfig` options (timeout_s, max_bytes, max_redirects, ...)."""
+    """More :class:`~arpo_env.envs.browse.fetch.FetchConfig` options (timeout_s, max_bytes, max_redirects, ...)."""
 
     def __post_init__(self) -> None:
         if self.source not in ("corpus", "store", "live"):
@@ -62,7 +62,7 @@ class BrowseConfig:
 def build_fetcher(config: BrowseConfig) -> Fetcher:
     """The fetcher described by ``config``."""
     if config.source == "corpus":
-        from envs.search.corpus import BUNDLED_CORPUS
+        from arpo_env.envs.search.corpus import BUNDLED_CORPUS
         return _corpus_pages(config.corpus or str(BUNDLED_CORPUS))
     live = None
     if config.source == "live":
@@ -76,7 +76,7 @@ _CORPUS_PAGES: dict[str, CorpusPages] = {}
 
 
 def _corpus_pages(path: str) -> CorpusPages:
-    from envs.search.corpus import load_corpus
+    from arpo_env.envs.search.corpus import load_corpus
     if path not in _CORPUS_PAGES:
         _CORPUS_PAGES[path] = CorpusPages(load_corpus(path))
     return _CORPUS_PAGES[path]
@@ -98,8 +98,8 @@ def make_browse_tool(config: BrowseConfig, fetcher: Fetcher | None = None,
 
 def browse_tasks() -> ListTaskSource:
     """The bundled HotpotQA questions with the URLs of their supporting pages in the metadata."""
-    from envs.search.corpus import wiki_url
-    from envs.search.env import hotpotqa_tasks
+    from arpo_env.envs.search.corpus import wiki_url
+    from arpo_env.envs.search.env import hotpotqa_tasks
     tasks = hotpotqa_tasks().tasks
     for t in tasks:
         t.metadata["urls"] = [wiki_url(title) for title in t.metadata["supporting_titles"]]
@@ -108,7 +108,7 @@ def browse_tasks() -> ListTaskSource:
 
 class BrowseEnv(TextEnv):
     """Reading pages to answer questions. Keywords: every :class:`BrowseConfig` field, ``fetcher_impl``
-    (a ready :class:`~envs.browse.fetch.Fetcher`), ``summariser`` (a TextCompleter), and EnvConfig fields."""
+    (a ready :class:`~arpo_env.envs.browse.fetch.Fetcher`), ``summariser`` (a TextCompleter), and EnvConfig fields."""
 
     fork_kind = ForkKind.STATE
     fork_shared = ("fetcher", "summariser", "task_source")

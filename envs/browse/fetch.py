@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
-from envs.deadline import run_with_deadline
+from arpo_env.envs.deadline import run_with_deadline
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
               "application/xml", "text/xml")
@@ -149,7 +149,7 @@ class HttpFetcher:
         raise FetchError(f"too many redirects (more than {cfg.max_redirects})")
 
     def _read(self, resp, url: str, deadline: float) -> Page:
-        from envs.browse.extract import extract_page
+        from arpo_env.envs.browse.extract import extract_page
 
         cfg = self.config
         if resp.status_code >= 400:

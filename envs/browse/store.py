@@ -2,7 +2,7 @@
 
 - :class:`PageStore`: saved pages (URL -> title, text, content type), a SQLite file in WAL mode, safe with
   several processes. :meth:`PageStore.import_dir` loads a directory of saved ``.html``/``.txt`` files.
-- :class:`StoreFetcher`: a :class:`~envs.browse.fetch.Fetcher` in front of a store with the search cache's
+- :class:`StoreFetcher`: a :class:`~arpo_env.envs.browse.fetch.Fetcher` in front of a store with the search cache's
   modes: ``replay-only`` (default; a missing page is an error, nothing touches the network),
   ``read-write`` (a miss is fetched live and recorded), ``off`` (always live).
 - :class:`CorpusPages`: the bundled Wikipedia passages as pages at their ``en.wikipedia.org`` URLs, so
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from envs.browse.fetch import FetchError, Fetcher, Page
-from envs.search.cache import CacheMode
-from envs.sqlite_file import SQLiteFile
+from arpo_env.envs.browse.fetch import FetchError, Fetcher, Page
+from arpo_env.envs.search.cache import CacheMode
+from arpo_env.envs.sqlite_file import SQLiteFile
 
 
 def normalize_url(url: str) -> str:
@@ -62,7 +62,7 @@ class PageStore:
     def import_dir(self, directory: str | Path, base_url: str) -> int:
         """Store every ``.html``/``.htm``/``.txt``/``.md`` file under ``directory`` at ``base_url`` + its
         relative path (``index.html`` also answers for its folder). Returns the number of pages."""
-        from envs.browse.extract import extract_page
+        from arpo_env.envs.browse.extract import extract_page
         root, n = Path(directory), 0
         kinds = {".html": "text/html", ".htm": "text/html", ".txt": "text/plain", ".md": "text/markdown"}
         for f in sorted(root.rglob("*")):

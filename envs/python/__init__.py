@@ -5,14 +5,14 @@
 - Tiers (``sandbox=``): ``subprocess`` (default when nothing stronger works), ``bwrap``, ``docker``;
   ``auto`` picks the strongest available. ``arpo doctor`` reports which work here and why not.
 """
-from envs.python.config import TIERS, SandboxConfig
-from envs.python.protocol import ExecResult, SandboxError, SandboxUnavailable
-from envs.python.tool import PythonTool, make_python_tool
+from arpo_env.envs.python.config import TIERS, SandboxConfig
+from arpo_env.envs.python.protocol import ExecResult, SandboxError, SandboxUnavailable
+from arpo_env.envs.python.tool import PythonTool, make_python_tool
 
 
 def __getattr__(name: str):  # the env pulls in gymnasium; import it lazily
     if name == "PythonEnv":
-        from envs.python.env import PythonEnv
+        from arpo_env.envs.python.env import PythonEnv
         return PythonEnv
     raise AttributeError(name)
 

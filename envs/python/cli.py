@@ -11,9 +11,9 @@ import typer
 def diagnose(tiers: tuple[str, ...] | None = None, run: bool = True) -> list[dict[str, Any]]:
     """For each tier: available or not (with the reason); when available and ``run``, start a session,
     run a cell and fork it, with timings. Never raises."""
-    from envs.python.config import TIERS, SandboxConfig
-    from envs.python.session import Tree
-    from envs.python.tiers import get_tier
+    from arpo_env.envs.python.config import TIERS, SandboxConfig
+    from arpo_env.envs.python.session import Tree
+    from arpo_env.envs.python.tiers import get_tier
 
     rows = []
     for name in tiers or TIERS:

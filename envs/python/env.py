@@ -6,7 +6,7 @@ Deterministic as far as the agent's code is (hash randomisation is off in the sa
 the clock or an unseeded RNG is not).
 
 Constructor keywords: ``sandbox``, ``timeout``, ``memory_mb`` ... (see
-:class:`envs.python.config.SandboxConfig`), ``config``/budgets of :class:`arpo_env.env.EnvConfig`, and
+:class:`arpo_env.envs.python.config.SandboxConfig`), ``config``/budgets of :class:`arpo_env.env.EnvConfig`, and
 ``tasks``: ``"generated"`` (default: number questions computed exactly, e.g. digit sums of factorials).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import Task
-from envs.python.config import SandboxConfig
-from envs.python.tool import PythonTool
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.tool import PythonTool
 
 
 class ComputeTasks:

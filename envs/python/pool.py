@@ -19,9 +19,9 @@ import time
 from collections import deque
 from dataclasses import asdict
 
-from envs.python.config import SandboxConfig
-from envs.python.protocol import Tier
-from envs.python.session import Tree
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import Tier
+from arpo_env.envs.python.session import Tree
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The sandbox protocol: what a tier provides, and the errors it raises.
 
-A tier (``envs.python.tiers``) starts *trees*: one sandbox holding a zygote process (see
-:mod:`envs.python.worker`) from which sessions are spawned, and within which sessions fork. The host side
-of sessions and trees is tier-agnostic (:mod:`envs.python.session`); a tier only knows how to start a
+A tier (``arpo_env.envs.python.tiers``) starts *trees*: one sandbox holding a zygote process (see
+:mod:`arpo_env.envs.python.worker`) from which sessions are spawned, and within which sessions fork. The host side
+of sessions and trees is tier-agnostic (:mod:`arpo_env.envs.python.session`); a tier only knows how to start a
 zygote with a control channel, whether it can work on this machine, and how to tear a tree down.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from envs.python.config import SandboxConfig
+from arpo_env.envs.python.config import SandboxConfig
 
 
 class SandboxError(RuntimeError):

@@ -7,7 +7,7 @@
   a copy of the scratch directory. Cost: page tables, not data (see ``bench/python_tool.py``).
 - ``Session.execute()`` runs a cell with a wall-clock deadline. Past it the session's process group is
   killed and the caller gets ``error="Timeout"``; a crashed session gives ``"SessionDied"``. Restarting
-  is the tool's job (:mod:`envs.python.tool`).
+  is the tool's job (:mod:`arpo_env.envs.python.tool`).
 - A tree lives while any of its sessions does (reference count); the last ``close`` tears it down
   (the tier kills every process of the tree).
 
@@ -24,9 +24,9 @@ import threading
 import time
 from typing import Any
 
-from envs.python import channel
-from envs.python.config import SandboxConfig
-from envs.python.protocol import ExecResult, SandboxError, Tier, Zygote
+from arpo_env.envs.python import channel
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import ExecResult, SandboxError, Tier, Zygote
 
 
 class Tree:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from envs.python.config import SandboxConfig
-from envs.python.protocol import ExecResult, SandboxError
-from envs.python.pool import take_tree
-from envs.python.session import Session, Tree
-from envs.python.tiers import pick
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import ExecResult, SandboxError
+from arpo_env.envs.python.pool import take_tree
+from arpo_env.envs.python.session import Session, Tree
+from arpo_env.envs.python.tiers import pick
 from arpo_env.tools import ToolResult
 
 DESCRIPTION = ("runs Python 3 code in a persistent session (like a notebook: variables, imports and "
@@ -176,11 +176,11 @@ def _strip_fence(code: str) -> str:
 def make_python_tool(**kwargs: Any) -> PythonTool:
     """The ``python`` tool (a :class:`~arpo_env.tools.ForkableTool`) for any env.
 
-    Keywords are the fields of :class:`~envs.python.config.SandboxConfig`, the main ones:
+    Keywords are the fields of :class:`~arpo_env.envs.python.config.SandboxConfig`, the main ones:
     ``sandbox`` (``"auto"`` | ``"subprocess"`` | ``"bwrap"`` | ``"docker"``), ``timeout`` (seconds per
     call, default 10), ``memory_mb`` (1024), ``cpu_seconds`` (300 per session), ``max_processes`` (64),
     ``max_file_mb`` (64), ``scratch_mb`` (128), ``max_output_chars`` (8000), ``network`` (False),
-    ``docker_image``, ``docker_url``. Raises :class:`~envs.python.protocol.SandboxUnavailable` naming the
+    ``docker_image``, ``docker_url``. Raises :class:`~arpo_env.envs.python.protocol.SandboxUnavailable` naming the
     fix when the requested tier cannot run here. The session starts on first use.
     """
     return PythonTool(SandboxConfig(**kwargs))

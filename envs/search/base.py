@@ -1,9 +1,9 @@
 """The search backend protocol, its hit type, and ARPO's result formatting.
 
 A backend turns a query into a ranked list of :class:`Hit`; it raises :class:`SearchError` (with a message
-written for the agent) when it cannot answer. Backends: ``bm25`` (offline, :mod:`envs.search.bm25`),
-``ddgs`` (live DuckDuckGo, :mod:`envs.search.ddgs_backend`); any of them can sit behind the persistent
-cache of :mod:`envs.search.cache`.
+written for the agent) when it cannot answer. Backends: ``bm25`` (offline, :mod:`arpo_env.envs.search.bm25`),
+``ddgs`` (live DuckDuckGo, :mod:`arpo_env.envs.search.ddgs_backend`); any of them can sit behind the persistent
+cache of :mod:`arpo_env.envs.search.cache`.
 
 Formatting follows ARPO's search tool (see its ``search_cache.json``): one line per hit,
 ``Page i: <title>: <snippet>`` (``Page i: <snippet>`` when the backend has no title), snippets cut to a

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.search.base import Hit, SearchError
-from envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
+from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
 
 INDEX_FORMAT = 1
 
@@ -64,7 +64,7 @@ def _stemmer(lang: str | None) -> Any:
 
 
 class BM25Backend:
-    """A :class:`~envs.search.base.SearchBackend` over a corpus (default: the bundled one).
+    """A :class:`~arpo_env.envs.search.base.SearchBackend` over a corpus (default: the bundled one).
 
     ``passages`` may be given directly (tests, small corpora); otherwise ``corpus`` is read.
     ``index_dir`` overrides where the index is cached; ``use_disk_cache=False`` keeps it in memory only.

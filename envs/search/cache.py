@@ -5,7 +5,7 @@ Modes (:class:`CacheMode`):
 - ``off``: every query goes to the backend; nothing is read or written.
 - ``read-write``: a hit is served from the cache; a miss asks the backend and records the answer
   (errors are never recorded, so a later run retries them).
-- ``replay-only``: a hit is served; a miss is a :class:`~envs.search.base.SearchError`. A run replayed
+- ``replay-only``: a hit is served; a miss is a :class:`~arpo_env.envs.search.base.SearchError`. A run replayed
   against a filled cache therefore sees exactly the recorded world, and never touches the network.
 
 Key: ``(backend name, normalised query, k)``. A lookup for ``k`` is also answered by a record made with a
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envs.search.base import Hit, SearchBackend, SearchError, normalize_query
-from envs.sqlite_file import SQLiteFile
+from arpo_env.envs.search.base import Hit, SearchBackend, SearchError, normalize_query
+from arpo_env.envs.sqlite_file import SQLiteFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_cache (
@@ -135,7 +135,7 @@ def import_arpo_cache(path: str | Path, cache: SearchCache, *, backend_name: str
     """Load ARPO's recorded Bing cache (``{query: "Page 1: … Page 2: …"}``) into ``cache`` as records of
     ``backend_name``, so ``replay-only`` runs can answer those queries offline. Returns the count."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    from envs.search.base import parse_pages
+    from arpo_env.envs.search.base import parse_pages
     n = 0
     for query, text in data.items():
         if isinstance(query, str) and isinstance(text, str):

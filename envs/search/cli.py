@@ -23,8 +23,8 @@ def build_command(corpus: Optional[Path] = typer.Option(None, "--corpus", "-c", 
     """Build (or load) the BM25 index of a corpus and print where it is, as JSON."""
     import shutil
 
-    from envs.search.bm25 import BM25Backend
-    from envs.search.corpus import BUNDLED_CORPUS
+    from arpo_env.envs.search.bm25 import BM25Backend
+    from arpo_env.envs.search.corpus import BUNDLED_CORPUS
     path = corpus or BUNDLED_CORPUS
     try:
         if force:
@@ -46,8 +46,8 @@ def import_command(source: Path = typer.Argument(..., exists=True, dir_okay=Fals
                    cache: Optional[Path] = typer.Option(None, help="SQLite cache (default: the cache dir's)."),
                    backend_name: str = typer.Option("arpo-bing", help="Records are stored under this backend name.")) -> None:
     """Load ARPO's recorded search results so replay runs (backend='replay') can answer them offline."""
-    from envs.search.bm25 import cache_dir
-    from envs.search.cache import SearchCache, import_arpo_cache
+    from arpo_env.envs.search.bm25 import cache_dir
+    from arpo_env.envs.search.cache import SearchCache, import_arpo_cache
     target = SearchCache(cache or cache_dir() / "search_cache.sqlite")
     n = import_arpo_cache(source, target, backend_name=backend_name)
     print(json.dumps({"imported": n, "cache": str(target.path), "backend_name": backend_name}))
@@ -59,8 +59,8 @@ def search_command(query: str = typer.Argument(..., help="The query."),
                    corpus: Optional[Path] = typer.Option(None, help="Corpus for bm25."),
                    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON.")) -> None:
     """Run one search and print the results as the agent sees them."""
-    from envs.search.base import SearchError, format_hits
-    from envs.search.tool import SearchConfig, build_backend
+    from arpo_env.envs.search.base import SearchError, format_hits
+    from arpo_env.envs.search.tool import SearchConfig, build_backend
     b = build_backend(SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, top_k=k))
     try:
         hits = b.search(query, k)

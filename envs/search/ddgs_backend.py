@@ -4,8 +4,8 @@ Robustness: each attempt runs in a daemon thread and is abandoned at its deadlin
 never hang an episode; failures (no network, DNS errors, rate limits, blocks) are retried with
 exponential backoff while the overall budget ``timeout_s`` lasts; requests from one process are spaced
 by at least ``min_interval_s`` (a shared rate limiter). When everything fails the call raises
-:class:`~envs.search.base.SearchError` with a one-line reason, which the search tool turns into an error
-observation. Results are not deterministic: put the backend behind a cache (:mod:`envs.search.cache`)
+:class:`~arpo_env.envs.search.base.SearchError` with a one-line reason, which the search tool turns into an error
+observation. Results are not deterministic: put the backend behind a cache (:mod:`arpo_env.envs.search.cache`)
 to replay a run. Not covered: pagination past ``max_results``, region and safe-search tuning beyond the
 options below.
 """
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from envs.deadline import run_with_deadline
-from envs.search.base import Hit, SearchError
+from arpo_env.envs.deadline import run_with_deadline
+from arpo_env.envs.search.base import Hit, SearchError
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _reason(exc: BaseException) -> str:
 
 
 class DDGSBackend:
-    """A :class:`~envs.search.base.SearchBackend` for live web search. ``client`` replaces the ``ddgs``
+    """A :class:`~arpo_env.envs.search.base.SearchBackend` for live web search. ``client`` replaces the ``ddgs``
     call (``(query, k) -> [{"title", "href", "body"}]``), for tests and other engines."""
 
     name = "ddgs"

@@ -15,13 +15,13 @@ from typing import Any
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import ListTaskSource, Task, TaskSource
-from envs.search.base import SearchBackend
-from envs.search.tool import SearchConfig, SearchTool, build_backend
+from arpo_env.envs.search.base import SearchBackend
+from arpo_env.envs.search.tool import SearchConfig, SearchTool, build_backend
 
 
 def hotpotqa_tasks() -> ListTaskSource:
     """The 100 bundled HotpotQA questions as tasks (metadata: supporting titles, type, level)."""
-    from envs.search.corpus import load_hotpotqa_questions
+    from arpo_env.envs.search.corpus import load_hotpotqa_questions
     tasks = []
     for q in load_hotpotqa_questions():
         titles = list(dict.fromkeys(t for t, _ in q["supporting_facts"]))

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.tools import ToolResult
-from envs.search.base import Hit, SearchBackend, SearchError, format_hits
-from envs.search.cache import CacheMode, CachedBackend, SearchCache
+from arpo_env.envs.search.base import Hit, SearchBackend, SearchError, format_hits
+from arpo_env.envs.search.cache import CacheMode, CachedBackend, SearchCache
 
 MAX_QUERY_CHARS = 1_000
 
@@ -43,7 +43,7 @@ class SearchConfig:
     replay_backend_name: str | None = None
     """For ``replay``: whose records to read (e.g. ``ddgs`` or ``arpo-bing``; default ``ddgs``)."""
     ddgs: dict[str, Any] = field(default_factory=dict)
-    """Options of :class:`envs.search.ddgs_backend.DDGSConfig` (timeouts, retries, rate limit, engine)."""
+    """Options of :class:`arpo_env.envs.search.ddgs_backend.DDGSConfig` (timeouts, retries, rate limit, engine)."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("bm25", "ddgs", "replay"):
@@ -65,9 +65,9 @@ _BM25_LOCK = threading.Lock()
 
 
 def shared_bm25(corpus: str | None = None) -> Any:
-    """One :class:`~envs.search.bm25.BM25Backend` per corpus file per process (envs share the index)."""
-    from envs.search.bm25 import BM25Backend
-    from envs.search.corpus import BUNDLED_CORPUS
+    """One :class:`~arpo_env.envs.search.bm25.BM25Backend` per corpus file per process (envs share the index)."""
+    from arpo_env.envs.search.bm25 import BM25Backend
+    from arpo_env.envs.search.corpus import BUNDLED_CORPUS
     path = Path(corpus).expanduser().resolve() if corpus else BUNDLED_CORPUS
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -79,11 +79,11 @@ def shared_bm25(corpus: str | None = None) -> Any:
 
 def build_backend(config: SearchConfig, backend: SearchBackend | None = None) -> SearchBackend:
     """The backend described by ``config`` (or the given ``backend``), behind a cache when the mode asks."""
-    from envs.search.bm25 import cache_dir
+    from arpo_env.envs.search.bm25 import cache_dir
     if backend is None and config.backend == "bm25":
         backend = shared_bm25(config.corpus)
     elif backend is None and config.backend == "ddgs":
-        from envs.search.ddgs_backend import DDGSBackend, DDGSConfig
+        from arpo_env.envs.search.ddgs_backend import DDGSBackend, DDGSConfig
         backend = DDGSBackend(DDGSConfig(**config.ddgs))
     mode = CacheMode(config.cache_mode)
     if mode is CacheMode.OFF:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from agents.backends import make_backend
-from agents.backends.openai import topk_entropy
+from arpo_env.agents.backends import make_backend
+from arpo_env.agents.backends.openai import topk_entropy
 
 
 def test_topk_entropy_renormalises_and_bounds_the_exact_entropy():
@@ -21,7 +21,7 @@ def test_topk_entropy_renormalises_and_bounds_the_exact_entropy():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_says_how_to_install_vllm():
-    from agents.backends.vllm import VLLMBackend  # importing the module must work without vLLM
+    from arpo_env.agents.backends.vllm import VLLMBackend  # importing the module must work without vLLM
     with pytest.raises(ImportError, match="setup_vllm_venv"):
         VLLMBackend.from_pretrained("/nonexistent")
 

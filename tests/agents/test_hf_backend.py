@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from arpo_env import EntropySource, SamplingParams  # noqa: E402
-from agents.backends.hf import HFBackend  # noqa: E402
-from agents.sampling import filter_top_k_top_p  # noqa: E402
-from agents.testing import tiny_model_and_tokenizer  # noqa: E402
+from arpo_env.agents.backends.hf import HFBackend  # noqa: E402
+from arpo_env.agents.sampling import filter_top_k_top_p  # noqa: E402
+from arpo_env.agents.testing import tiny_model_and_tokenizer  # noqa: E402
 
 STOPS = ("</calculator>", "</answer>")
 

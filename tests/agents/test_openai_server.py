@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server():
     py = vllm_python()
-    from agents.models import embedded_model_dir
+    from arpo_env.agents.models import embedded_model_dir
     model_dir = str(embedded_model_dir())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,9 +59,9 @@ def server():
 
 def test_rollout_through_a_real_openai_compatible_server(server):
     import arpo_env
-    from agents import Agent
-    from agents.backends.openai import OpenAIBackend
-    from agents.models import load_tokenizer
+    from arpo_env.agents import Agent
+    from arpo_env.agents.backends.openai import OpenAIBackend
+    from arpo_env.agents.models import load_tokenizer
     from arpo_env import EntropySource, SamplingParams
 
     tok = load_tokenizer(None)

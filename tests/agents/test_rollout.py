@@ -10,9 +10,9 @@ pytest.importorskip("transformers")
 
 import arpo_env  # noqa: E402
 from arpo_env import SamplingParams  # noqa: E402
-from agents import Agent  # noqa: E402
-from agents.backends.hf import HFBackend  # noqa: E402
-from agents.testing import tiny_model_and_tokenizer  # noqa: E402
+from arpo_env.agents import Agent  # noqa: E402
+from arpo_env.agents.backends.hf import HFBackend  # noqa: E402
+from arpo_env.agents.testing import tiny_model_and_tokenizer  # noqa: E402
 
 
 class RecordingBackend:
@@ -167,7 +167,7 @@ def test_rollout_states_fork_independently():
 
 def test_backend_completer_is_a_text_completer():
     from arpo_env import TextCompleter
-    from agents.completer import BackendCompleter
+    from arpo_env.agents.completer import BackendCompleter
     model, tok = tiny_model_and_tokenizer("qwen2")
     c = BackendCompleter(HFBackend(model, tok), tok)
     assert isinstance(c, TextCompleter)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import arpo_env
 from arpo_env import Agent as AgentProtocol
-from agents.scripted import ScriptedAgent, byte_ids
+from arpo_env.agents.scripted import ScriptedAgent, byte_ids
 
 
 def test_example_policy_solves_calculator_tasks_through_the_tool():

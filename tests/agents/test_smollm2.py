@@ -16,7 +16,7 @@ from arpo_env import SamplingParams  # noqa: E402
 
 @pytest.mark.slow
 def test_default_agent_plays_calculator_episodes_with_exact_entropies():
-    from agents import load_agent
+    from arpo_env.agents import load_agent
     agent = load_agent("hf", max_response_tokens=64)
     model = agent.backend.model
     assert agent.tokenizer.chat_template and "im_start" in agent.tokenizer.chat_template
@@ -37,7 +37,7 @@ def test_default_agent_plays_calculator_episodes_with_exact_entropies():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_fast_path_batch_256_throughput():
     import time
-    from agents.backends.hf import HFBackend
+    from arpo_env.agents.backends.hf import HFBackend
     backend = HFBackend.from_pretrained(None)
     assert backend._static() and backend._compile_enabled()
     ctx = backend.tokenizer.encode("Tell me a long story about a calculator.")

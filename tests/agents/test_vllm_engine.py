@@ -16,7 +16,7 @@ ROOT = HERE.parents[1]
 
 
 def test_rollout_through_the_offline_vllm_engine():
-    from agents.models import embedded_model_dir
+    from arpo_env.agents.models import embedded_model_dir
     py = vllm_python()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu"}
     proc = subprocess.run([py, str(HERE / "vllm_rollout_probe.py"), str(embedded_model_dir())], env=env,

@@ -6,8 +6,8 @@ import sys
 
 if __name__ == "__main__":  # vLLM starts worker processes
     import arpo_env
-    from agents import Agent
-    from agents.backends.vllm import VLLMBackend
+    from arpo_env.agents import Agent
+    from arpo_env.agents.backends.vllm import VLLMBackend
     from arpo_env import SamplingParams
 
     backend = VLLMBackend.from_pretrained(sys.argv[1], max_model_len=2048, dtype="float32", enforce_eager=True)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import (DatasetFormatError, DatasetMissingError, get_benchmark, list_benchmarks, register_jsonl,
+from arpo_env.benchmarks import (DatasetFormatError, DatasetMissingError, get_benchmark, list_benchmarks, register_jsonl,
                         xbench_decrypt)
-from benchmarks.catalog import ARPO_BENCHMARKS
+from arpo_env.benchmarks.catalog import ARPO_BENCHMARKS
 
 _ROOT = Path(__file__).resolve().parents[2]
 SHARED = next((p for p in (_ROOT.parent / "shared/data", Path("/work/shared/data")) if p.is_dir()),

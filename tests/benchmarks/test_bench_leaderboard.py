@@ -6,9 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.leaderboard import build_table, render
-from benchmarks.oracle import OracleAgent
-from benchmarks.runner import EvalConfig, run_eval
+from arpo_env.benchmarks.leaderboard import build_table, render
+from arpo_env.benchmarks.oracle import OracleAgent
+from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,10 @@ def test_a_benchmark_twice_in_one_row_is_an_error(folders):
 
 
 def test_cli_leaderboard_writes_table_and_pngs(folders, tmp_path):
-    from benchmarks.cli import main
+    from arpo_env.benchmarks.cli import main
     import typer
     app = typer.Typer()
-    from benchmarks.cli import register
+    from arpo_env.benchmarks.cli import register
     register(app)
     out = tmp_path / "lb.md"
     res = CliRunner().invoke(app, ["leaderboard", str(folders / "a"), str(folders / "b"), "--published",
@@ -87,7 +87,7 @@ def test_cli_leaderboard_writes_table_and_pngs(folders, tmp_path):
 
 def test_cli_eval_refuses_changed_settings(tmp_path):
     import typer
-    from benchmarks.cli import register
+    from arpo_env.benchmarks.cli import register
     app = typer.Typer()
     register(app)
     args = ["eval", "--backend", "oracle", "--out", str(tmp_path), "--benchmarks", "gsm8k", "--limit", "2",
@@ -100,7 +100,7 @@ def test_cli_eval_refuses_changed_settings(tmp_path):
 
 
 def test_demo_pipeline_with_the_oracle_backend(tmp_path, capsys):
-    from benchmarks.demo import run_demo
+    from arpo_env.benchmarks.demo import run_demo
     table = run_demo(out=str(tmp_path / "demo"), limit=2, benchmarks=["gsm8k", "hotpotqa_offline"],
                      backend="oracle", progress=False)
     assert "| demo |" in table and "GSM8K" in table and "HotpotQA-offline" in table

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.metrics import cover_exact_match, exact_match, f1, math_equal, mean_and_se, pass_at_k
+from arpo_env.benchmarks.metrics import cover_exact_match, exact_match, f1, math_equal, mean_and_se, pass_at_k
 
 
 # --- the official HotpotQA formulas (hotpot_evaluate_v1.py), transcribed as the reference ---------------

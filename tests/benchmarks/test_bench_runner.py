@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from arpo_env.agent import SamplingParams
-from benchmarks.judge import LLMJudge
-from benchmarks.oracle import OracleAgent
-from benchmarks.results import read_rows
-from benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+from arpo_env.benchmarks.judge import LLMJudge
+from arpo_env.benchmarks.oracle import OracleAgent
+from arpo_env.benchmarks.results import read_rows
+from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
 
 ROOT = Path(__file__).resolve().parents[2]
 CALC = "arpo/Calculator-v0"
@@ -104,7 +104,7 @@ def test_errors_are_recorded_per_episode_and_retried_on_request(tmp_path):
     agent.broken = False
     s = run_eval(cfg(tmp_path, benchmarks=["hotpotqa_offline"], attempts=1, retry_errors=True), agent)
     assert s["done"] == 1
-    from benchmarks.leaderboard import build_table
+    from arpo_env.benchmarks.leaderboard import build_table
     t = build_table([tmp_path])
     assert t.rows[0].cells["hotpotqa_offline"].mean == 100.0   # the retry replaces the error row
 
@@ -147,8 +147,8 @@ def test_torn_last_line_is_repaired(tmp_path):
 
 CHILD = """
 import sys
-from benchmarks.oracle import OracleAgent
-from benchmarks.runner import EvalConfig, run_eval
+from arpo_env.benchmarks.oracle import OracleAgent
+from arpo_env.benchmarks.runner import EvalConfig, run_eval
 run_eval(EvalConfig(out=sys.argv[1], benchmarks=["gsm8k", "hotpotqa_offline"], limit=15, attempts=2,
                     env="arpo/Calculator-v0", concurrency=2, progress=False, backend="oracle"), OracleAgent(delay_s=0.03))
 """
@@ -172,7 +172,7 @@ def test_sigkill_mid_run_then_resume_gives_every_sample_exactly_once(tmp_path):
     with open(results, "ab") as f:          # also simulate a row torn by the kill
         f.write(b'{"benchmark": "gsm8k", "sample_id": "9", "att')
     # resume through the real command line
-    r = subprocess.run([sys.executable, "-m", "benchmarks.cli", "eval", "--backend", "oracle", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "arpo_env.benchmarks.cli", "eval", "--backend", "oracle", "--out", str(out),
                         "--benchmarks", "gsm8k,hotpotqa_offline", "--limit", "15", "--attempts", "2",
                         "--env", "arpo/Calculator-v0", "--concurrency", "2", "--no-progress"],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)

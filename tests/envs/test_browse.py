@@ -10,10 +10,10 @@ import pytest
 
 import arpo_env
 from arpo_env import check_fork
-from envs.browse.env import BrowseEnv
-from envs.browse.fetch import FetchConfig, FetchError, HttpFetcher, check_url
-from envs.browse.store import PageStore, StoreFetcher
-from envs.browse.tool import BrowseTool, split_windows
+from arpo_env.envs.browse.env import BrowseEnv
+from arpo_env.envs.browse.fetch import FetchConfig, FetchError, HttpFetcher, check_url
+from arpo_env.envs.browse.store import PageStore, StoreFetcher
+from arpo_env.envs.browse.tool import BrowseTool, split_windows
 from env_checks import strict_check_env
 
 NAV = "<nav><a href='/'>Home</a> | <a href='/about'>About</a> | <a href='/login'>Log in</a></nav>"

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from envs.calculator import ArithmeticTasks, CalculatorError, evaluate
+from arpo_env.envs.calculator import ArithmeticTasks, CalculatorError, evaluate
 
 
 @pytest.mark.parametrize("expr,value", [

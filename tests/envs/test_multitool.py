@@ -1,4 +1,4 @@
-"""arpo/MultiTool-v0 with an injected stand-in python tool (the real sandbox comes from envs.python)."""
+"""arpo/MultiTool-v0 with an injected stand-in python tool (the real sandbox comes from arpo_env.envs.python)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +9,8 @@ import pytest
 
 import arpo_env
 from arpo_env import ForkableTool, ToolResult, check_fork
-from envs.multitool import MultiToolEnv
-from envs.search.base import Hit
+from arpo_env.envs.multitool import MultiToolEnv
+from arpo_env.envs.search.base import Hit
 from env_checks import strict_check_env
 
 
@@ -137,7 +137,7 @@ def test_live_search_makes_it_external(tmp_path):
 
 
 def test_registered_default_builds_the_real_sandboxed_python_tool():
-    from envs.python import PythonTool
+    from arpo_env.envs.python import PythonTool
 
     env = arpo_env.make("arpo/MultiTool-v0")
     try:

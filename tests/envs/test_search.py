@@ -10,12 +10,12 @@ import pytest
 
 import arpo_env
 from arpo_env import check_fork
-from envs.search.base import Hit, SearchError, format_hits, normalize_query, parse_pages, truncate
-from envs.search.bm25 import BM25Backend
-from envs.search.cache import CacheMode, CachedBackend, SearchCache, import_arpo_cache
-from envs.search.corpus import Passage, corpus_hash, load_corpus, load_hotpotqa_questions, write_jsonl_gz
-from envs.search.env import SearchEnv, recall_at_k
-from envs.search.tool import SearchTool
+from arpo_env.envs.search.base import Hit, SearchError, format_hits, normalize_query, parse_pages, truncate
+from arpo_env.envs.search.bm25 import BM25Backend
+from arpo_env.envs.search.cache import CacheMode, CachedBackend, SearchCache, import_arpo_cache
+from arpo_env.envs.search.corpus import Passage, corpus_hash, load_corpus, load_hotpotqa_questions, write_jsonl_gz
+from arpo_env.envs.search.env import SearchEnv, recall_at_k
+from arpo_env.envs.search.tool import SearchTool
 from env_checks import strict_check_env
 
 
@@ -90,7 +90,7 @@ def test_bundled_corpus_and_recall():
     assert len(questions) == 100
     titles = {p.title for p in passages}
     assert all(t in titles for q in questions for t, _ in q["supporting_facts"])
-    from envs.search.tool import shared_bm25
+    from arpo_env.envs.search.tool import shared_bm25
     r = recall_at_k(shared_bm25(), questions, (5, 10))
     assert r["gold_passages"] == 200
     assert r["recall@10"] >= r["recall@5"] >= 0.6  # measured 0.74 / 0.865 (bench/search.py)
@@ -229,7 +229,7 @@ def test_cli_index_build_and_search(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from envs.search import cli
+    from arpo_env.envs.search import cli
 
     app = typer.Typer()
     app.command("noop")(lambda: None)

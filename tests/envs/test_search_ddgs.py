@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from envs.search.base import Hit, SearchError
-from envs.search.cache import SearchCache
-from envs.search.ddgs_backend import DDGSBackend, DDGSConfig
-from envs.search.env import SearchEnv
+from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.cache import SearchCache
+from arpo_env.envs.search.ddgs_backend import DDGSBackend, DDGSConfig
+from arpo_env.envs.search.env import SearchEnv
 
 FAST = {"timeout_s": 4.0, "attempt_timeout_s": 2.0, "retries": 1, "backoff_s": 0.2, "min_interval_s": 0.0}
 

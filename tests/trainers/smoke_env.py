@@ -1,7 +1,7 @@
 """A calculator env with a dense reward (share of digits in the response), so that a random tiny model's
 samples get different rewards and a training step has non-zero advantages. Importing registers it."""
 import arpo_env
-from envs.calculator import CalculatorEnv
+from arpo_env.envs.calculator import CalculatorEnv
 
 
 def digit_share(response, task):

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from arpo_env.agent import Trajectory
-from trainers.advantages import entropy_aware, grpo_advantages, token_advantages
-from trainers.tree import RolloutTree, check_prefix_sharing
+from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
+from arpo_env.trainers.tree import RolloutTree, check_prefix_sharing
 
 S = math.sqrt(0.5)  # GRPO advantage of rewards [1, 0]: 0.5 / std(ddof=1)=0.7071 -> 0.7071
 

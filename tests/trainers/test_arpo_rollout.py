@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import arpo_env
-from agents import Agent
+from arpo_env.agents import Agent
 from arpo_env.agent import SamplingParams
-from trainers.arpo_rollout import (ARPORollout, BranchingConfig, branch_probability, dynamic_initial_rollouts,
+from arpo_env.trainers.arpo_rollout import (ARPORollout, BranchingConfig, branch_probability, dynamic_initial_rollouts,
                                    segment_entropy)
-from trainers.tree import check_prefix_sharing
+from arpo_env.trainers.tree import check_prefix_sharing
 
 from arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import arpo_env
-from agents import Agent
+from arpo_env.agents import Agent
 from arpo_env import ForkKind, TextEnv, ToolResult
 from arpo_env.agent import SamplingParams
-from trainers.arpo_rollout import ARPORollout, BranchingConfig
+from arpo_env.trainers.arpo_rollout import ARPORollout, BranchingConfig
 
 from arpo_test_doubles import CharTokenizer, ScriptedBackend
 

@@ -3,7 +3,7 @@ from dataclasses import fields
 
 import pytest
 
-from trainers.config import TrainConfig, field_docs
+from arpo_env.trainers.config import TrainConfig, field_docs
 
 
 def test_python_yaml_cli_agree(tmp_path):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from trainers.losses import kl_k3, masked_token_mean, ppo_dual_clip_loss, token_logprobs
+from arpo_env.trainers.losses import kl_k3, masked_token_mean, ppo_dual_clip_loss, token_logprobs
 
 
 def _loss(ratios, advs, **kw):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers.checkpoint import latest_checkpoint
-from trainers.config import TrainConfig
-from trainers.metrics import read_metrics
+from arpo_env.trainers.checkpoint import latest_checkpoint
+from arpo_env.trainers.config import TrainConfig
+from arpo_env.trainers.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -31,7 +31,7 @@ def _env():
 def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
     from safetensors.torch import load_file
 
-    from agents.testing import tiny_model_and_tokenizer
+    from arpo_env.agents.testing import tiny_model_and_tokenizer
 
     out = tmp_path / "run"
     cfg_path = tmp_path / "run.yaml"
@@ -71,7 +71,7 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
 
 
 def test_aepo_lora_kl_hard_step_trains(tmp_path):
-    from trainers.trainer import Trainer
+    from arpo_env.trainers.trainer import Trainer
 
     cfg = TrainConfig(**{**TINY, "imports": []}, steps=1, save_every=0, output_dir=str(tmp_path),
                       advantage="hard", lora=True, lora_r=4, kl_coef=0.05, entropy_aware_advantage=True,
@@ -95,8 +95,8 @@ def test_aepo_lora_kl_hard_step_trains(tmp_path):
 
 
 def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
-    from benchmarks.results import load_folder
-    from trainers.trainer import Trainer
+    from arpo_env.benchmarks.results import load_folder
+    from arpo_env.trainers.trainer import Trainer
 
     sys.path.insert(0, str(HERE))
     import smoke_env  # noqa: F401
@@ -116,7 +116,7 @@ def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
 
 def test_data_system_prompt_reaches_the_env(tmp_path):
     import arpo_env
-    from trainers.data import FileTasks
+    from arpo_env.trainers.data import FileTasks
 
     data = tmp_path / "t.jsonl"
     data.write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")

@@ -1,20 +1,20 @@
 """Sandbox tiers: ``subprocess`` (default), ``bwrap`` and ``docker``; :func:`get_tier` and :func:`pick`."""
 from __future__ import annotations
 
-from envs.python.config import TIERS, SandboxConfig
-from envs.python.protocol import SandboxUnavailable, Tier
+from arpo_env.envs.python.config import TIERS, SandboxConfig
+from arpo_env.envs.python.protocol import SandboxUnavailable, Tier
 
 
 def get_tier(name: str) -> Tier:
     """The tier object for a name (no availability check)."""
     if name == "subprocess":
-        from envs.python.tiers.subprocess_tier import SubprocessTier
+        from arpo_env.envs.python.tiers.subprocess_tier import SubprocessTier
         return SubprocessTier()
     if name == "bwrap":
-        from envs.python.tiers.bwrap_tier import BwrapTier
+        from arpo_env.envs.python.tiers.bwrap_tier import BwrapTier
         return BwrapTier()
     if name == "docker":
-        from envs.python.tiers.docker_tier import DockerTier
+        from arpo_env.envs.python.tiers.docker_tier import DockerTier
         return DockerTier()
     raise ValueError(f"unknown sandbox tier {name!r}; choose one of {TIERS} or 'auto'")
 

@@ -16,10 +16,10 @@ import os
 import shutil
 import subprocess
 
-from envs.python import channel
-from envs.python.config import SandboxConfig
-from envs.python.protocol import SandboxUnavailable, Zygote
-from envs.python.tiers import common
+from arpo_env.envs.python import channel
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import SandboxUnavailable, Zygote
+from arpo_env.envs.python.tiers import common
 
 INNER_UID = 65534
 

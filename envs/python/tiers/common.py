@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from envs.python.config import SandboxConfig
+from arpo_env.envs.python.config import SandboxConfig
 
 WORKER_PATH = Path(__file__).resolve().parent.parent / "worker.py"
 MARKER = "arpo-python-worker"

@@ -18,9 +18,9 @@ import tempfile
 import time
 from typing import Any
 
-from envs.python.config import SandboxConfig
-from envs.python.protocol import SandboxError, SandboxUnavailable, Zygote
-from envs.python.tiers import common
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import SandboxError, SandboxUnavailable, Zygote
+from arpo_env.envs.python.tiers import common
 
 SETUP_HINT = "start the engine and build the image with scripts/setup_docker.sh (root, ~1 min)"
 
@@ -110,7 +110,7 @@ class DockerTier:
             raise
         finally:
             listener.close()
-        from envs.python.channel import SO_PASSCRED
+        from arpo_env.envs.python.channel import SO_PASSCRED
         ctl.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
         return Zygote(ctl, pid, uid, own, {"container": container, "sockdir": sockdir})
 

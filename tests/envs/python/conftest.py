@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from envs.python.config import TIERS, SandboxConfig
-from envs.python.tool import PythonTool
+from arpo_env.envs.python.config import TIERS, SandboxConfig
+from arpo_env.envs.python.tool import PythonTool
 from tier_support import require
 
 

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 import typer
 
 from tier_support import require
-from envs.python.cli import register
-from envs.python import SandboxUnavailable, make_python_tool
-from envs.python.config import SandboxConfig
-from envs.python.tiers import pick
+from arpo_env.envs.python.cli import register
+from arpo_env.envs.python import SandboxUnavailable, make_python_tool
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.tiers import pick
 
 
 def _app() -> typer.Typer:

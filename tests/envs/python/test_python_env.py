@@ -17,10 +17,10 @@ from gymnasium.utils.env_checker import check_env
 
 import arpo_env
 from arpo_env.fork import ForkKind, check_fork
-from envs.python.config import SandboxConfig
-from envs.python.session import Tree
-from envs.python.tiers import get_tier
-from envs.python.tiers.common import uid_processes
+from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.session import Tree
+from arpo_env.envs.python.tiers import get_tier
+from arpo_env.envs.python.tiers.common import uid_processes
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.python.tiers.common import uid_processes
+from arpo_env.envs.python.tiers.common import uid_processes
 
 TIMEOUT = 2.0
 SLACK = 6.0  # restart of a killed session (a new docker container takes about a second)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from envs.python import pool
-from envs.python.tiers import get_tier
-from envs.python.tiers.common import uid_processes
+from arpo_env.envs.python import pool
+from arpo_env.envs.python.tiers import get_tier
+from arpo_env.envs.python.tiers.common import uid_processes
 
 
 def _wait_for(cond, timeout: float = 30.0) -> bool:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from envs.python import make_python_tool
-from envs.python.tool import _strip_fence
+from arpo_env.envs.python import make_python_tool
+from arpo_env.envs.python.tool import _strip_fence
 
 
 def test_state_persists_and_trailing_expression_prints(make_tool):

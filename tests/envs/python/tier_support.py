@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from envs.python.config import TIERS, SandboxConfig
-from envs.python.tiers import get_tier
+from arpo_env.envs.python.config import TIERS, SandboxConfig
+from arpo_env.envs.python.tiers import get_tier
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REQUIRED = set(TIERS) if IN_CI else {t for t in os.environ.get("ARPO_REQUIRE_TIERS", "").split(",") if t}
