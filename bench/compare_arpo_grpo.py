@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
 
-    from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.config import BranchingConfig, TrainConfig
     from arpo_env.trainers.metrics import read_metrics
     from arpo_env.trainers.trainer import Trainer
 
@@ -48,9 +48,10 @@ def main() -> None:
     model = args.model if args.model else None
     for algo in ("arpo", "grpo"):
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(model=model or "HuggingFaceTB/SmolLM2-135M-Instruct", algorithm=algo,
+            cfg = TrainConfig(model=model or "HuggingFaceTB/SmolLM2-135M-Instruct",
                               env_id=args.env_id, data=args.data, steps=args.steps, prompts_per_step=args.prompts,
-                              rollouts_per_prompt=args.generations, initial_rollouts=max(1, args.generations // 2),
+                              rollout=BranchingConfig(algorithm=algo, rollouts_per_prompt=args.generations,
+                                                  initial_rollouts=max(1, args.generations // 2)),
                               max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
                               lr=args.lr, seed=args.seed, output_dir=tmp, save_every=0, tensorboard=False,
                               progress=True, resume=False)

@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def run_algorithm(args, algorithm: str) -> dict:
     import torch
 
-    from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.config import BranchingConfig, TrainConfig
     from arpo_env.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(model=args.model, algorithm=algorithm, env_id=args.env_id, prompts_per_step=args.prompts,
-                          rollouts_per_prompt=args.generations, initial_rollouts=max(1, args.generations // 2),
+        cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
+                          rollout=BranchingConfig(algorithm=algorithm, rollouts_per_prompt=args.generations,
+                                                  initial_rollouts=max(1, args.generations // 2)),
                           max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
                           micro_batch_size=args.micro_batch_size, steps=0, output_dir=tmp, tensorboard=False,
                           progress=False, resume=False, seed=args.seed, temperature=1.0)

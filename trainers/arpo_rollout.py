@@ -39,49 +39,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from arpo_env.agent import SamplingParams
+from arpo_env.trainers.config import BranchingConfig
 from arpo_env.trainers.tree import BranchEvent, RolloutTree
-
-
-@dataclass
-class BranchingConfig:
-    """The rollout's knobs (built from ``TrainConfig`` by :meth:`from_train_config`)."""
-
-    rollouts_per_prompt: int = 16
-    """M: leaves per prompt."""
-    initial_rollouts: int = 8
-    """N: from-scratch trajectories started first."""
-    beam_size: int = 2
-    """Fork attempts per tool call: beam_size - 1."""
-    alpha: float = 0.5
-    """Base branch probability."""
-    beta: float = 0.2
-    """Entropy weight."""
-    entropy_window: int = 20
-    """k: tokens of a segment the entropy is measured over."""
-    entropy_measure: str = "mean"
-    """``mean`` or ``compat`` (see module docstring)."""
-    vocab_size: int = 0
-    """|V| for the ``compat`` measure."""
-    branching: bool = True
-    """False: M independent samples (GRPO)."""
-    branch_penalty: bool = False
-    """AEPO branch penalty on consecutive growth."""
-    branch_penalty_rate: float = 0.05
-    """Penalty per consecutive round of growth."""
-    dynamic_split: bool = False
-    """AEPO dynamic N from a probe."""
-    dynamic_split_scale: float = 0.5
-    """s in the dynamic split."""
-
-    @classmethod
-    def from_train_config(cls, cfg: Any, vocab_size: int = 0) -> "BranchingConfig":
-        return cls(rollouts_per_prompt=cfg.rollouts_per_prompt, initial_rollouts=cfg.initial_n,
-                   beam_size=cfg.beam_size, alpha=cfg.branch_alpha, beta=cfg.branch_beta,
-                   entropy_window=cfg.entropy_window, entropy_measure=cfg.entropy_measure,
-                   vocab_size=vocab_size, branching=cfg.algorithm == "arpo",
-                   branch_penalty=cfg.branch_penalty, branch_penalty_rate=cfg.branch_penalty_rate,
-                   dynamic_split=cfg.dynamic_split and cfg.algorithm == "arpo",
-                   dynamic_split_scale=cfg.dynamic_split_scale)
 
 
 def segment_entropy(entropies: Sequence[float], k: int, measure: str = "mean", vocab_size: int = 0) -> float:
@@ -160,10 +119,11 @@ class ARPORollout:
     """
 
     def __init__(self, agent: Any, config: BranchingConfig, make_env: Callable[[], Any],
-                 rng: np.random.Generator | None = None):
+                 rng: np.random.Generator | None = None, *, vocab_size: int = 0):
         if config.initial_rollouts < 1 or config.initial_rollouts > config.rollouts_per_prompt:
             raise ValueError("initial_rollouts must be in [1, rollouts_per_prompt]")
         self.agent, self.cfg, self.make_env = agent, config, make_env
+        self.vocab_size = vocab_size  # |V| for the ``compat`` entropy measure
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
     # ----- pieces ----------------------------------------------------------------------------------------
@@ -179,7 +139,7 @@ class ARPORollout:
     def _h(self, state: Any) -> float:
         gen = state.last_generation
         return segment_entropy(gen.entropies if gen is not None else [], self.cfg.entropy_window,
-                               self.cfg.entropy_measure, self.cfg.vocab_size)
+                               self.cfg.entropy_measure, self.vocab_size)
 
     def _round(self, states: Sequence[Any], params: SamplingParams, stats: RolloutStats) -> None:
         t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """``arpo train``: run ARPO or GRPO from a YAML config and/or flags (loaded by ``arpo_env.cli``).
 
-``arpo train --config run.yaml --steps 2 --output-dir runs/x``: flags are :class:`TrainConfig` fields
-(``--help-config`` lists them all) and override the file. torch and transformers are imported inside.
+``arpo train --config run.yaml --steps 2 --rollout.algorithm grpo``: flags are :class:`TrainConfig` fields
+(parsed by tyro; ``--help-config`` lists them all with their docstrings) and override the file.
+torch and transformers are imported inside.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def train(ctx: typer.Context,
               config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
-              help_config: bool = typer.Option(False, "--help-config", help="List every config field and exit."),
+              help_config: bool = typer.Option(False, "--help-config", help="List every config field (flag, default, meaning) and exit."),
               print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
               ) -> None:
         """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag."""

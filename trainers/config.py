@@ -1,34 +1,105 @@
 """``TrainConfig``: the one configuration of an ARPO/GRPO run, usable as Python, YAML and CLI flags.
 
-- Python: ``TrainConfig(algorithm="grpo", steps=20)``.
-- YAML: ``TrainConfig.from_yaml("run.yaml")`` (keys are field names; unknown keys are an error with a
-  suggestion); ``cfg.to_yaml(path)`` writes every field.
-- CLI: ``TrainConfig.from_args(["--steps", "2", "--lora", "--clip-high", "0.28"])``; ``arpo train --config
-  FILE [--field value ...]`` applies flags over the file. Flag names are field names with ``-`` or ``_``;
-  booleans take ``--name``/``--no-name`` or ``--name true|false``; dicts take JSON.
+- Python: ``TrainConfig(rollout=BranchingConfig(algorithm="grpo"), steps=20)``.
+- YAML: ``TrainConfig.from_yaml("run.yaml")``: keys are field names, the rollout's under ``rollout:``
+  (``rollout: {algorithm: grpo, alpha: 0.6}``); an unknown key is an error with a suggestion, a wrong type
+  an error naming the key (pydantic, see :func:`arpo_env.config.from_mapping`). ``cfg.to_yaml(path)``
+  writes every field.
+- CLI: ``TrainConfig.from_args(["--steps", "2", "--lora", "--rollout.alpha", "0.6"])``; ``arpo train
+  --config FILE [--field value ...]`` applies flags over the file (tyro, see
+  :func:`arpo_env.config.from_argv`): nested fields are ``--rollout.NAME``, ``-`` and ``_`` are both
+  accepted, booleans are ``--name``/``--no-name``, ``--adam-betas 0.9 0.95`` and ``--imports a b`` take
+  several values, dicts one JSON value, ``None`` is ``None``.
 
 Defaults are ARPO's published settings (ARPO.md sections 3, 4) except where a field says otherwise.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import json
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import yaml
+
+from arpo_env.config import from_argv, from_mapping, help_text, to_mapping
 
 ALGORITHMS = ("arpo", "grpo")
 ADVANTAGES = ("soft", "hard")
 ENTROPY_MEASURES = ("mean", "compat")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def _need(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{where}: {msg}")
+
+
+@dataclass
+class BranchingConfig:
+    """The rollout's knobs (ARPO.md section 3, AEPO's in section 6); ``TrainConfig.rollout``.
+
+    The one place GRPO and ARPO differ: ``algorithm="grpo"`` is :attr:`branching` off, which the rollout
+    turns into N = M trajectories from scratch, no forks and no dynamic split (as for greedy or evaluation
+    rollouts); ``initial_rollouts``, ``beam_size``, ``alpha``, ``beta`` and the AEPO options are then unused.
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
+
+    algorithm: str = "arpo"
+    """``arpo`` (entropy-based adaptive branching) or ``grpo`` (M independent samples, no branching)."""
+    rollouts_per_prompt: int = 16
+    """M: the global budget of trajectories (leaves) per prompt (ARPO: 16)."""
+    initial_rollouts: int = 8
+    """N: trajectories sampled from scratch first; the rest come from branches or top-ups (ARPO: 8).
+    Unused by ``grpo`` (N = M) and by ``dynamic_split``."""
+    beam_size: int = 2
+    """Branch factor Z = beam_size - 1 fork attempts per tool call (ARPO: 2)."""
+    alpha: float = 0.5
+    """Base branch probability alpha."""
+    beta: float = 0.2
+    """Entropy weight beta in P = clip(alpha + beta * (H_t - H_initial), 0, 1)."""
+    entropy_window: int = 20
+    """k: a segment's entropy is measured over its first k generated tokens."""
+    entropy_measure: str = "mean"
+    """``mean``: mean per-token entropy (nats) over the window, exact with the ``hf`` backend.
+    ``compat``: the public code's SUM over the window divided by ln|V| (top-10 truncation only where the
+    backend returns top-k entropies)."""
+    branch_penalty: bool = False
+    """AEPO: multiply the branch probability by max(0, 1 - rate * c), c = consecutive rounds the prompt grew."""
+    branch_penalty_rate: float = 0.05
+    """The per-round penalty rate of ``branch_penalty``."""
+    dynamic_split: bool = False
+    """AEPO: choose N per prompt from a probe: N = clamp(floor(M * sigmoid(s * (H_root - H_tool))) + 1, 1, M)."""
+    dynamic_split_scale: float = 0.5
+    """s in the dynamic split formula."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def branching(self) -> bool:
+        """Whether trajectories fork at tool calls (``arpo``); ``grpo`` samples all M from scratch."""
+        return self.algorithm == "arpo"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field for any out-of-range value."""
+        w = "BranchingConfig"
+        _need(self.algorithm in ALGORITHMS, f"{w}.algorithm", f"must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        _need(self.entropy_measure in ENTROPY_MEASURES, f"{w}.entropy_measure",
+              f"must be one of {ENTROPY_MEASURES}, got {self.entropy_measure!r}")
+        _need(self.rollouts_per_prompt >= 1, f"{w}.rollouts_per_prompt", "M must be >= 1")
+        _need(1 <= self.initial_rollouts <= self.rollouts_per_prompt, f"{w}.initial_rollouts",
+              f"N must be in [1, M={self.rollouts_per_prompt}], got {self.initial_rollouts}")
+        _need(self.beam_size >= 1, f"{w}.beam_size", "must be >= 1")
+        _need(self.entropy_window >= 1, f"{w}.entropy_window", "must be >= 1")
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run (see the module docstring for the three ways to build one)."""
+    """Every setting of a training run: Python, YAML (``--config FILE``) or these flags, which override the
+    file. Nested rollout fields are ``--rollout.NAME``; booleans ``--NAME``/``--no-NAME``."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
     # ----- model ------------------------------------------------------------------------------------
     model: str | None = None
@@ -72,27 +143,11 @@ class TrainConfig:
     """Seed of the task order (the data position is saved in checkpoints)."""
 
     # ----- rollout (ARPO.md section 3) -------------------------------------------------------------------
-    algorithm: str = "arpo"
-    """``arpo`` (entropy-based adaptive branching) or ``grpo`` (M independent samples, no branching)."""
+    rollout: BranchingConfig = field(default_factory=BranchingConfig)
+    """The rollout's algorithm (``arpo`` or ``grpo``) and branching knobs: flags ``--rollout.algorithm``,
+    ``--rollout.alpha`` ..., YAML key ``rollout:``."""
     prompts_per_step: int = 8
     """Prompts per training step (ARPO: 128)."""
-    rollouts_per_prompt: int = 16
-    """M: the global budget of trajectories (leaves) per prompt (ARPO: 16)."""
-    initial_rollouts: int = 8
-    """N: trajectories sampled from scratch first; the rest come from branches or top-ups (ARPO: 8).
-    Ignored by ``grpo`` (N = M) and by ``dynamic_split``."""
-    beam_size: int = 2
-    """Branch factor Z = beam_size - 1 fork attempts per tool call (ARPO: 2)."""
-    branch_alpha: float = 0.5
-    """Base branch probability alpha."""
-    branch_beta: float = 0.2
-    """Entropy weight beta in P = clip(alpha + beta * (H_t - H_initial), 0, 1)."""
-    entropy_window: int = 20
-    """k: a segment's entropy is measured over its first k generated tokens."""
-    entropy_measure: str = "mean"
-    """``mean``: mean per-token entropy (nats) over the window, exact with the ``hf`` backend.
-    ``compat``: the public code's SUM over the window divided by ln|V| (top-10 truncation only where the
-    backend returns top-k entropies)."""
     max_response_tokens: int = 4096
     """Budget of generated + tool-result tokens after the prompt (ARPO: 4096)."""
     max_turn_tokens: int = 1024
@@ -110,15 +165,7 @@ class TrainConfig:
     tool_workers: int = 16
     """Threads stepping environments (tool calls of one round run in parallel)."""
 
-    # ----- AEPO options (ARPO.md section 6) ----------------------------------------------------------------
-    branch_penalty: bool = False
-    """Multiply the branch probability by max(0, 1 - rate * c), c = consecutive rounds the prompt grew."""
-    branch_penalty_rate: float = 0.05
-    """The per-round penalty rate of ``branch_penalty``."""
-    dynamic_split: bool = False
-    """Choose N per prompt from a probe: N = clamp(floor(M * sigmoid(s * (H_root - H_tool))) + 1, 1, M)."""
-    dynamic_split_scale: float = 0.5
-    """s in the dynamic split formula."""
+    # ----- AEPO loss options (ARPO.md section 6; the rollout ones are in ``rollout``) ---------------------
     entropy_balanced_clip: bool = False
     """Upper clip bound (1 + eps_high) * rho / stopgrad(rho): clipped high-ratio tokens keep a rescaled gradient."""
     entropy_aware_advantage: bool = False
@@ -183,52 +230,37 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the field for any out-of-range value."""
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"TrainConfig: {msg}")
-        need(self.algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        need(self.advantage in ADVANTAGES, f"advantage must be one of {ADVANTAGES}, got {self.advantage!r}")
-        need(self.entropy_measure in ENTROPY_MEASURES,
-             f"entropy_measure must be one of {ENTROPY_MEASURES}, got {self.entropy_measure!r}")
-        need(self.rollouts_per_prompt >= 1, "rollouts_per_prompt (M) must be >= 1")
-        need(1 <= self.initial_rollouts <= self.rollouts_per_prompt,
-             f"initial_rollouts (N) must be in [1, M={self.rollouts_per_prompt}], got {self.initial_rollouts}")
-        need(self.beam_size >= 1, "beam_size must be >= 1")
-        need(self.entropy_window >= 1, "entropy_window must be >= 1")
-        need(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
-        need(self.max_response_tokens >= 1 and self.max_turn_tokens >= 1, "token budgets must be >= 1")
-        need(self.clip_low >= 0 and self.clip_high >= 0, "clip_low/clip_high must be >= 0")
-        need(self.dual_clip_c > 1.0, "dual_clip_c must be > 1")
-        need(self.kl_coef >= 0, "kl_coef must be >= 0")
-        need(self.lr > 0 and self.micro_batch_size >= 1 and self.ppo_epochs >= 1, "lr, micro_batch_size, ppo_epochs")
-        need(self.steps >= 0 and self.save_every >= 0 and self.keep_checkpoints >= 1, "steps/save_every/keep")
-        need(self.dtype in ("auto", "bfloat16", "float16", "float32"), f"bad dtype {self.dtype!r}")
-        need(self.temperature >= 0, "temperature must be >= 0")
-
-    @property
-    def initial_n(self) -> int:
-        """N actually used (M for GRPO)."""
-        return self.rollouts_per_prompt if self.algorithm == "grpo" else self.initial_rollouts
+        """Raise ``ValueError`` naming the field for any out-of-range value (the rollout's validate themselves)."""
+        checks: list[tuple[bool, str, str]] = [
+            (self.advantage in ADVANTAGES, "advantage", f"must be one of {ADVANTAGES}, got {self.advantage!r}"),
+            (self.prompts_per_step >= 1, "prompts_per_step", "must be >= 1"),
+            (self.max_response_tokens >= 1, "max_response_tokens", "must be >= 1"),
+            (self.max_turn_tokens >= 1, "max_turn_tokens", "must be >= 1"),
+            (self.clip_low >= 0, "clip_low", "must be >= 0"),
+            (self.clip_high >= 0, "clip_high", "must be >= 0"),
+            (self.dual_clip_c > 1.0, "dual_clip_c", "must be > 1"),
+            (self.kl_coef >= 0, "kl_coef", "must be >= 0"),
+            (self.lr > 0, "lr", "must be > 0"),
+            (self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1"),
+            (self.ppo_epochs >= 1, "ppo_epochs", "must be >= 1"),
+            (self.steps >= 0, "steps", "must be >= 0"),
+            (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
+            (self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {self.dtype!r}"),
+            (self.temperature >= 0, "temperature", "must be >= 0"),
+        ]
+        for ok, name, msg in checks:
+            _need(ok, f"TrainConfig.{name}", msg)
 
     # ----- serialisation ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
-        return d
+        """Every field as plain YAML data (``rollout`` a nested dict, tuples as lists)."""
+        return to_mapping(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"TrainConfig has no field {key!r}{hint}")
-            kwargs[name] = _coerce(known[name], value)
-        return cls(**kwargs)
+        """Validate a dict of fields (see the module docstring); ``ValueError`` names any bad key."""
+        return from_mapping(cls, data)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -238,6 +270,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "TrainConfig":
+        """The file's fields, then the ``overrides`` flags over them."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a YAML mapping of TrainConfig fields expected")
@@ -246,122 +279,10 @@ class TrainConfig:
     @classmethod
     def from_args(cls, argv: Sequence[str], base: Mapping[str, Any] | None = None) -> "TrainConfig":
         """Parse ``--field value`` flags (see module docstring) over ``base`` (a dict of fields)."""
-        known = {f.name: f for f in fields(cls)}
-        data: dict[str, Any] = dict(base or {})
-        args = list(argv)
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            if not arg.startswith("--"):
-                raise ValueError(f"unexpected argument {arg!r} (flags look like --name value)")
-            name, eq, inline = arg[2:].partition("=")
-            name = name.replace("-", "_")
-            negate = False
-            if name not in known and name.startswith("no_") and name[3:] in known:
-                name, negate = name[3:], True
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                raise ValueError(f"unknown flag {arg!r}" + (f"; did you mean --{close[0].replace('_', '-')}?"
-                                                             if close else ""))
-            if _is_bool(known[name]):
-                if negate:
-                    data[name] = False
-                elif eq:
-                    data[name] = inline
-                elif i + 1 < len(args) and args[i + 1].lower() in ("true", "false", "1", "0", "yes", "no"):
-                    data[name] = args[i + 1]
-                    i += 1
-                else:
-                    data[name] = True
-            else:
-                if eq:
-                    data[name] = inline
-                else:
-                    if i + 1 >= len(args):
-                        raise ValueError(f"flag {arg!r} needs a value")
-                    data[name] = args[i + 1]
-                    i += 1
-            i += 1
-        return cls.from_dict(data)
+        default = cls.from_dict(base) if base else cls()
+        return from_argv(cls, argv, default=default, prog="arpo train")
 
     @classmethod
     def help_text(cls) -> str:
-        """One line per field: flag, default and docstring (for ``arpo train --help-config``)."""
-        docs = field_docs()
-        lines = []
-        for f in fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
-            lines.append(f"--{f.name.replace('_', '-')} (default {default!r}): {docs.get(f.name, '')}")
-        return "\n".join(lines)
-
-
-def field_docs() -> dict[str, str]:
-    """The docstring under each field of :class:`TrainConfig`, read from the source."""
-    import ast
-    import inspect
-    import textwrap
-    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for prev, node in zip(body, body[1:]):
-        if isinstance(prev, ast.AnnAssign) and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            docs[prev.target.id] = " ".join(str(node.value.value).split())  # type: ignore[attr-defined]
-    return docs
-
-
-_HINTS: dict[str, Any] | None = None
-
-
-def _hint(f: dataclasses.Field) -> Any:
-    global _HINTS
-    if _HINTS is None:
-        _HINTS = typing.get_type_hints(TrainConfig)
-    return _HINTS[f.name]
-
-
-def _is_bool(f: dataclasses.Field) -> bool:
-    return _hint(f) is bool
-
-
-def _coerce(f: dataclasses.Field, value: Any) -> Any:
-    """Turn YAML/CLI values into the field's type (strings from the CLI, lists from YAML)."""
-    hint = _hint(f)
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if value is None and optional:
-        return None
-    if isinstance(value, str) and optional and value.lower() in ("none", "null", ""):
-        return None
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    origin = typing.get_origin(base)
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "1", "yes", "on"):
-            return True
-        if str(value).lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"{f.name}: expected a boolean, got {value!r}")
-    if base is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{f.name}: expected an integer, got {value!r}")
-        return int(value)
-    if base is float:
-        return float(value)
-    if base is str:
-        return str(value)
-    if origin is dict:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"{f.name}: expected a mapping, got {value!r}")
-        return dict(value)
-    if origin is list:
-        if isinstance(value, str):
-            value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
-        return [str(v) for v in value]
-    if origin is tuple:
-        if isinstance(value, str):
-            value = json.loads(value) if value.startswith("[") else value.split(",")
-        return tuple(float(v) for v in value)
-    return value
+        """Every flag with its type, default and docstring (for ``arpo train --help-config``)."""
+        return help_text(cls, prog="arpo train")

@@ -31,7 +31,7 @@ import torch
 
 from arpo_env.agent import SamplingParams
 from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
-from arpo_env.trainers.arpo_rollout import ARPORollout, BranchingConfig, RolloutBatch
+from arpo_env.trainers.arpo_rollout import ARPORollout, RolloutBatch
 from arpo_env.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
@@ -109,8 +109,8 @@ class Trainer:
         self.branch_rng = np.random.default_rng([cfg.seed, 1])
         env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
         self.make_env = lambda: arpo_env.make(env_id, **env_kwargs)
-        self.rollout = ARPORollout(self.agent, BranchingConfig.from_train_config(cfg, vocab_size=len(tokenizer)),
-                                   self.make_env, self.branch_rng)
+        self.rollout = ARPORollout(self.agent, cfg.rollout, self.make_env, self.branch_rng,
+                                   vocab_size=len(tokenizer))
         self.tasks = make_task_stream(cfg)
         self.eval_fn = eval_fn
         self.step = 0
@@ -285,7 +285,7 @@ class Trainer:
 
         names = [get_benchmark(n.strip()).name for n in self.cfg.eval_benchmark.split(",") if n.strip()]
         out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"
-        ecfg = EvalConfig(out=str(out), benchmarks=names, model=self.cfg.model, method=self.cfg.algorithm,
+        ecfg = EvalConfig(out=str(out), benchmarks=names, model=self.cfg.model, method=self.cfg.rollout.algorithm,
                           limit=self.cfg.eval_prompts, sampling=self.sampling_params(greedy=True),
                           concurrency=max(1, min(self.cfg.eval_prompts, 16)), progress=False, force=True)
         with torch.no_grad(), self._autocast():
@@ -311,7 +311,7 @@ class Trainer:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not cfg.progress)
         with progress:
-            bar = progress.add_task(cfg.algorithm, total=cfg.steps, completed=self.step, info="")
+            bar = progress.add_task(cfg.rollout.algorithm, total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 m = self.train_step()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:

@@ -82,7 +82,9 @@ def test_branch_rate_matches_clip_alpha_beta_dh():
 def test_no_branching_at_greedy_eval_or_grpo():
     for kwargs, params, evaluation in [({}, SamplingParams(temperature=0.0), False),
                                        ({}, SamplingParams(temperature=1.0), True),
-                                       ({"branching": False}, SamplingParams(temperature=1.0), False)]:
+                                       ({"algorithm": "grpo"}, SamplingParams(temperature=1.0), False),
+                                       ({"algorithm": "grpo", "dynamic_split": True, "branch_penalty": True},
+                                        SamplingParams(temperature=1.0), False)]:
         ro = make_rollout(calculator_script(delta=5.0), **kwargs)
         batch = ro.run([TASK], params, evaluation=evaluation)
         assert batch.stats.branches == 0 and batch.stats.branch_attempts == 0

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from arpo_env.trainers.checkpoint import latest_checkpoint
-from arpo_env.trainers.config import TrainConfig
+from arpo_env.trainers.config import BranchingConfig, TrainConfig
 from arpo_env.trainers.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 TINY = dict(model="tiny", env_id="test/DigitsCalculator-v0", imports=["smoke_env"], prompts_per_step=2,
-            rollouts_per_prompt=4, initial_rollouts=2, max_response_tokens=40, max_turn_tokens=16,
+            rollout=BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2), max_response_tokens=40, max_turn_tokens=16,
             micro_batch_size=4, lr=1e-3, progress=False, tensorboard=False)
 
 
@@ -73,9 +73,10 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
 def test_aepo_lora_kl_hard_step_trains(tmp_path):
     from arpo_env.trainers.trainer import Trainer
 
-    cfg = TrainConfig(**{**TINY, "imports": []}, steps=1, save_every=0, output_dir=str(tmp_path),
+    aepo = BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2, dynamic_split=True, branch_penalty=True)
+    cfg = TrainConfig(**{**TINY, "imports": [], "rollout": aepo}, steps=1, save_every=0, output_dir=str(tmp_path),
                       advantage="hard", lora=True, lora_r=4, kl_coef=0.05, entropy_aware_advantage=True,
-                      entropy_balanced_clip=True, dynamic_split=True, branch_penalty=True, eval_every=1,
+                      entropy_balanced_clip=True, eval_every=1,
                       eval_prompts=2)
     sys.path.insert(0, str(HERE))
     import smoke_env  # noqa: F401  registers test/DigitsCalculator-v0
@@ -89,8 +90,8 @@ def test_aepo_lora_kl_hard_step_trains(tmp_path):
     changed = [n for n, p in tr.model.named_parameters() if p.requires_grad and not torch.equal(p, lora[n])]
     assert changed
     # no reference model when kl_coef is 0
-    tr2 = Trainer(TrainConfig(**{**TINY, "imports": []}, steps=0, output_dir=str(tmp_path / "b"),
-                              algorithm="grpo"))
+    tr2 = Trainer(TrainConfig(**{**TINY, "imports": [], "rollout": BranchingConfig(algorithm="grpo", rollouts_per_prompt=4, initial_rollouts=2)},
+                              steps=0, output_dir=str(tmp_path / "b")))
     assert tr2.ref_model is None and tr2.rollout.cfg.branching is False
 
 
