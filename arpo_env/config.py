@@ -44,15 +44,18 @@ def split_fields(cls: type, kwargs: Mapping[str, Any], exclude: Sequence[str] = 
     return mine, {k: v for k, v in kwargs.items() if k not in names}
 
 
-def build(cls: type[T], base: T | None = None, /, **overrides: Any) -> T:
+def build(cls: type[T], base: T | None = None, overrides: Mapping[str, Any] | None = None, *,
+          owner: str | None = None) -> T:
     """``cls`` from the fields of ``base`` (an instance or ``None`` for the defaults) with ``overrides``.
 
-    Raises ``TypeError`` naming every unknown keyword, with a close match where there is one."""
+    Raises ``TypeError`` naming every unknown keyword (as options of ``owner``, default the class name),
+    with a close match for the first one where there is one."""
     names = field_names(cls)
+    overrides = dict(overrides or {})
     unknown = [k for k in overrides if k not in names]
     if unknown:
-        hints = "".join(suggest(k, names) for k in unknown[:1])
-        raise TypeError(f"{cls.__name__} got unknown options {sorted(unknown)}{hints}; valid: {sorted(names)}")
+        hint = suggest(unknown[0], names)
+        raise TypeError(f"{owner or cls.__name__} got unknown options {sorted(unknown)}{hint}; valid: {sorted(names)}")
     current = {n: getattr(base, n) for n in names} if base is not None else {}
     return cls(**{**current, **overrides})
 

@@ -23,11 +23,12 @@ many envs for a batch).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
 import gymnasium as gym
 
+from arpo_env.config import build
 from arpo_env.fork import ForkKind
 from arpo_env.parsing import Action, clean_text, extract_answer, format_result, parse_action
 from arpo_env.rewards import arpo_reward
@@ -123,11 +124,7 @@ class TextEnv(gym.Env[str, str]):
                  task_source: TaskSource | None = None, reward_fn: RewardFn | None = None,
                  system_prompt: str | None = None, render_mode: str | None = None,
                  fork_kind: str | ForkKind | None = None, **overrides: Any) -> None:
-        valid = {f.name for f in fields(EnvConfig)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown options {unknown}; valid: {sorted(valid)}")
-        self.config = EnvConfig(**{**(vars(config) if config else {}), **overrides})
+        self.config = build(EnvConfig, config, overrides, owner=type(self).__name__)
         self.tools: dict[str, Tool] = {}
         for tool in tools:
             if not isinstance(tool, Tool):

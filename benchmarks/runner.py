@@ -21,12 +21,13 @@ import shutil
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import arpo_env
+from arpo_env.config import split_fields
 from arpo_env.agent import Agent, SamplingParams
 from arpo_env.env import EnvConfig
 from arpo_env.benchmarks import metrics
@@ -111,8 +112,7 @@ def env_for(cfg: EvalConfig, bench: Benchmark) -> tuple[str, dict[str, Any]]:
     env_id = cfg.env or bench.env_id
     base = dict(bench.env_kwargs)
     if env_id != bench.env_id:
-        generic = {f.name for f in fields(EnvConfig)}
-        base = {k: v for k, v in base.items() if k in generic}
+        base, _ = split_fields(EnvConfig, base)
     return env_id, {**base, **cfg.env_kwargs}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from arpo_env.config import split_fields
 from arpo_env.agent import TextCompleter
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
@@ -65,15 +66,16 @@ class MultiToolEnv(TextEnv):
                  python_kwargs: dict[str, Any] | None = None, backend_impl: SearchBackend | None = None,
                  fetcher_impl: Any = None, summariser: TextCompleter | None = None,
                  browse_source: str = "corpus", **kwargs: Any):
-        from arpo_env.envs.browse.env import make_browse_tool, split_browse_kwargs
-        from arpo_env.envs.search.env import make_search_tool, split_search_kwargs
+        from arpo_env.envs.browse.env import BrowseConfig, make_browse_tool
+        from arpo_env.envs.search.env import SearchConfig, make_search_tool
 
         kwargs = dict(kwargs)
         if browse and "show_urls" not in kwargs:
             kwargs["show_urls"] = True  # so the agent can open what it found
-        search_config, rest = split_search_kwargs(kwargs)
-        browse_config, rest = split_browse_kwargs({**rest, "source": browse_source,
-                                                   "corpus": search_config.corpus})
+        mine, rest = split_fields(SearchConfig, kwargs)
+        search_config = SearchConfig(**mine)
+        mine, rest = split_fields(BrowseConfig, {**rest, "source": browse_source, "corpus": search_config.corpus})
+        browse_config = BrowseConfig(**mine)
         if not browse and any(k in kwargs for k in ("store_path", "store_mode", "page_chars", "allow_private", "fetch")):
             raise TypeError("browse options were given but browse=False; pass browse=True to enable <browse>")
         tools: list[Tool] = [make_search_tool(search_config, backend_impl)]

@@ -21,11 +21,12 @@ Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from arpo_env.config import build
 from arpo_env.agent import EntropySource, Generation, SamplingParams
 from arpo_env.agents.sampling import make_generator, sample_next
 from arpo_env.agents.stopping import StopChecker
@@ -61,11 +62,7 @@ class HFBackend:
     entropy_source = EntropySource.EXACT
 
     def __init__(self, model: Any, tokenizer: Any, config: HFBackendConfig | None = None, **overrides: Any):
-        valid = {f.name for f in fields(HFBackendConfig)}
-        unknown = sorted(set(overrides) - valid)
-        if unknown:
-            raise TypeError(f"HFBackend got unknown options {unknown}; valid: {sorted(valid)}")
-        self.config = HFBackendConfig(**{**(vars(config) if config else {}), **overrides})
+        self.config = build(HFBackendConfig, config, overrides, owner="HFBackend")
         if self.config.cache not in ("auto", "dynamic", "static"):
             raise ValueError(f"cache must be 'auto', 'dynamic' or 'static', got {self.config.cache!r}")
         self.model = model

@@ -13,9 +13,10 @@ Fork kind: ``state``: the reading state is copied; fetcher, store and summariser
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from arpo_env.config import split_fields
 from arpo_env.agent import TextCompleter
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
@@ -82,12 +83,6 @@ def _corpus_pages(path: str) -> CorpusPages:
     return _CORPUS_PAGES[path]
 
 
-def split_browse_kwargs(kwargs: dict[str, Any]) -> tuple[BrowseConfig, dict[str, Any]]:
-    """Take the :class:`BrowseConfig` fields out of ``kwargs``; return the config and the rest."""
-    names = {f.name for f in fields(BrowseConfig)}
-    return BrowseConfig(**{k: kwargs.pop(k) for k in list(kwargs) if k in names}), kwargs
-
-
 def make_browse_tool(config: BrowseConfig, fetcher: Fetcher | None = None,
                      summariser: TextCompleter | PageSummariser | None = None) -> BrowseTool:
     """A browse tool for ``config``; ``summariser`` may be any TextCompleter (wrapped) or a PageSummariser."""
@@ -116,7 +111,8 @@ class BrowseEnv(TextEnv):
 
     def __init__(self, *, fetcher_impl: Fetcher | None = None, summariser: TextCompleter | None = None,
                  **kwargs: Any):
-        self.browse_config, rest = split_browse_kwargs(dict(kwargs))
+        mine, rest = split_fields(BrowseConfig, kwargs)
+        self.browse_config = BrowseConfig(**mine)
         tool = make_browse_tool(self.browse_config, fetcher_impl, summariser)
         self.fetcher, self.summariser = tool.fetcher, tool.summariser
         super().__init__([tool], **rest)

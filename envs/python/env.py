@@ -12,11 +12,11 @@ Constructor keywords: ``sandbox``, ``timeout``, ``memory_mb`` ... (see
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
+from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import Task
@@ -62,8 +62,7 @@ class PythonEnv(TextEnv):
     declared_tools = ("python",)
 
     def __init__(self, sandbox: str = "auto", tasks: str = "generated", **kwargs: Any):
-        sandbox_keys = {f.name for f in fields(SandboxConfig)} - {"sandbox"}
-        box = {k: kwargs.pop(k) for k in list(kwargs) if k in sandbox_keys}
+        box, kwargs = split_fields(SandboxConfig, kwargs, exclude=("sandbox",))
         if tasks != "generated":
             raise ValueError(f"unknown task set {tasks!r}; available: 'generated' (or pass a task_source)")
         self.tool = PythonTool(SandboxConfig(sandbox=sandbox, **box))

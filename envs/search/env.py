@@ -9,9 +9,9 @@ Fork kind: ``state``. The tool's query history is copied; the backend (index, ca
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
+from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import ListTaskSource, Task, TaskSource
@@ -28,13 +28,6 @@ def hotpotqa_tasks() -> ListTaskSource:
         tasks.append(Task(q["question"], [q["answer"]], id=q["id"],
                           metadata={"supporting_titles": titles, "type": q["type"], "level": q["level"]}))
     return ListTaskSource(tasks)
-
-
-def split_search_kwargs(kwargs: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
-    """Take the :class:`SearchConfig` fields out of ``kwargs``; return the config and the rest."""
-    names = {f.name for f in fields(SearchConfig)}
-    mine = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-    return SearchConfig(**mine), kwargs
 
 
 def make_search_tool(config: SearchConfig, backend: SearchBackend | None = None) -> SearchTool:
@@ -54,7 +47,8 @@ class SearchEnv(TextEnv):
     declared_tools = ("search",)
 
     def __init__(self, *, backend_impl: SearchBackend | None = None, **kwargs: Any):
-        self.search_config, rest = split_search_kwargs(dict(kwargs))
+        mine, rest = split_fields(SearchConfig, kwargs)
+        self.search_config = SearchConfig(**mine)
         tool = make_search_tool(self.search_config, backend_impl)
         self.backend = tool.backend
         super().__init__([tool], **rest)
@@ -105,4 +99,4 @@ def recall_at_k(backend: SearchBackend, questions: list[dict], ks: tuple[int, ..
     return out
 
 
-__all__ = ["SearchEnv", "hotpotqa_tasks", "make_search_tool", "recall_at_k", "split_search_kwargs"]
+__all__ = ["SearchEnv", "hotpotqa_tasks", "make_search_tool", "recall_at_k"]
