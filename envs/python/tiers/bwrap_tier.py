@@ -79,9 +79,7 @@ class BwrapTier:
         python = common.interpreter(config)
         uid, own = common.tree_uid(config)
         host, worker = channel.pair()
-        inner = {"fd": worker.fileno(), "uid": INNER_UID, "own_uid": True,
-                 "rlimits": config.rlimits(nproc=own), "scratch_root": "/tmp/arpo",
-                 "max_output_bytes": max(4096, config.max_output_chars * 4), "marker": common.MARKER}
+        inner = common.worker_config(config, {"fd": worker.fileno()}, uid=INNER_UID, own_uid=True, limit_nproc=own)
         argv = _bwrap_args(config, python, prestaged=uid is not None) + [
             "--", python, "-I", "-c", common.worker_source(), json.dumps(inner)]
         if uid is not None:

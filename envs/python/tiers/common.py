@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from arpo_env.envs.python.config import SandboxConfig
 
@@ -21,6 +22,19 @@ UID_BASE, UID_SPAN = 0x40000, 1 << 22
 @functools.lru_cache(maxsize=1)
 def worker_source() -> str:
     return WORKER_PATH.read_text()
+
+
+def worker_config(config: SandboxConfig, channel: dict[str, Any], *, uid: int | None, own_uid: bool,
+                  limit_nproc: bool) -> dict[str, Any]:
+    """The JSON config every tier passes to a zygote (:mod:`arpo_env.envs.python.worker`).
+
+    ``channel`` says how it reaches the host: ``{"fd": n}`` (an inherited socket) or ``{"connect": path}``.
+    ``uid`` is the uid (and gid) its sessions drop to (``None``: stay), ``own_uid`` whether that uid belongs
+    to this tree alone (the zygote may then kill all its processes), ``limit_nproc`` whether the process
+    count rlimit applies (only safe with a uid of the tree's own). A tier adds its extras (``setup``)."""
+    return {**channel, "uid": uid, "gid": uid, "own_uid": own_uid, "rlimits": config.rlimits(nproc=limit_nproc),
+            "scratch_root": "/tmp/arpo", "max_output_bytes": max(4096, config.max_output_chars * 4),
+            "marker": MARKER}
 
 
 def is_root() -> bool:

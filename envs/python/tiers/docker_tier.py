@@ -79,9 +79,7 @@ class DockerTier:
         listener.bind(path)
         os.chmod(path, 0o777)
         listener.listen(1)
-        cfg = {"connect": "/chan/ctl.sock", "uid": user, "own_uid": True,
-               "rlimits": config.rlimits(nproc=own), "scratch_root": "/tmp/arpo",
-               "max_output_bytes": max(4096, config.max_output_chars * 4), "marker": common.MARKER}
+        cfg = common.worker_config(config, {"connect": "/chan/ctl.sock"}, uid=user, own_uid=True, limit_nproc=own)
         container = None
         try:
             container = self.client(config).containers.run(

@@ -43,9 +43,7 @@ class SubprocessTier:
         python = common.interpreter(config)
         uid, own = common.tree_uid(config)
         host, worker = channel.pair()
-        cfg = {"fd": worker.fileno(), "uid": uid, "gid": uid, "own_uid": own,
-               "rlimits": config.rlimits(nproc=own), "scratch_root": "/tmp/arpo",
-               "max_output_bytes": max(4096, config.max_output_chars * 4), "marker": common.MARKER}
+        cfg = common.worker_config(config, {"fd": worker.fileno()}, uid=uid, own_uid=own, limit_nproc=own)
         if common.is_root():
             cfg["setup"] = {"netns": not config.network, "tmpfs_mb": config.scratch_mb,
                             "hide": list(config.hide_paths), "keep": common.keep_paths(config, python)}
