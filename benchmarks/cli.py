@@ -40,7 +40,7 @@ def eval_command(
     seed: int = typer.Option(0, help="Base seed of every episode.", rich_help_panel=SAMPLING),
     env: Optional[str] = typer.Option(None, help="Env id for all benchmarks instead of their defaults.", rich_help_panel=ENVS),
     env_kwargs: Optional[str] = typer.Option(None, help='JSON merged into every env\'s kwargs, e.g. \'{"max_tool_calls": 6}\'.', rich_help_panel=ENVS),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="One env kwarg KEY=VALUE (repeatable), e.g. search_backend=bm25.", rich_help_panel=ENVS),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="One env kwarg KEY=VALUE (repeatable; VALUE is JSON or else a string), e.g. max_tool_calls=5.", rich_help_panel=ENVS),
     data_dir: Optional[str] = typer.Option(None, help="Folder with unshipped sets (GAIA, HLE); else $ARPO_DATA_DIR."),
     concurrency: int = typer.Option(4, help="Episodes per batched rollout."),
     workers: int = typer.Option(1, help="Batches in flight (threads; for remote backends)."),

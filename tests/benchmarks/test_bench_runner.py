@@ -182,3 +182,26 @@ def test_sigkill_mid_run_then_resume_gives_every_sample_exactly_once(tmp_path):
     k = keys(out)
     assert len(k) == 60 and set(k.values()) == {1}
     assert all(json.loads(line) for line in results.read_text().splitlines())
+
+
+def test_eval_set_help_example_builds_every_default_env():
+    """The ``--set`` example in ``arpo eval --help`` works when followed (it once named no real kwarg)."""
+    import inspect
+    import re
+
+    import arpo_env
+    from arpo_env.benchmarks.cli import _parse_kv, eval_command
+    from arpo_env.benchmarks.registry import get_benchmark
+    from arpo_env.benchmarks.runner import EvalConfig, env_for
+
+    params = inspect.signature(eval_command).parameters
+    example = re.search(r"e\.g\. (\S+?)\.?$", params["set_"].default.help).group(1)
+    kwargs = _parse_kv([example], None)
+    key = example.partition("=")[0]
+    for name in params["benchmarks"].default.default.split(","):
+        env_id, kw = env_for(EvalConfig(out="unused", benchmarks=[name], env_kwargs=kwargs), get_benchmark(name))
+        env = arpo_env.make(env_id, **kw)
+        try:
+            assert kw[key] == kwargs[key] and getattr(env.unwrapped.config, key) == kwargs[key]
+        finally:
+            env.close()
