@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
-
-if TYPE_CHECKING:
-    from arpo_env.env import TextEnv
+from typing import Any, Mapping, Protocol, Sequence
 
 
 class ForkKind(str, enum.Enum):
@@ -34,6 +31,24 @@ class ForkKind(str, enum.Enum):
     REPLAY = "replay"
     PROCESS = "process"
     EXTERNAL = "external"
+
+
+class ForkableEnv(Protocol):
+    """What :func:`check_fork` uses of an env (``arpo_env.TextEnv`` is one; this module does not import it,
+    so ``arpo_env.env`` can import :class:`ForkKind` from here without a circle)."""
+
+    fork_kind: ForkKind
+    deterministic: bool
+    spec: Any
+    episode: Any
+    """The episode record; ``episode.snapshot()`` compares two points of an episode."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any: ...
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]: ...
+    def fork(self) -> "ForkableEnv": ...
+    def fresh_copy(self) -> "ForkableEnv": ...
+    def example_actions(self) -> Sequence[str]: ...
+    def close(self) -> None: ...
 
 
 class ForkCheckError(AssertionError):
@@ -52,7 +67,7 @@ class ForkReport:
     outputs: list[tuple[str, float, bool, bool]] = field(default_factory=list)
 
 
-def _run(env: "TextEnv", actions: Sequence[str]) -> list[tuple[str, float, bool, bool]]:
+def _run(env: ForkableEnv, actions: Sequence[str]) -> list[tuple[str, float, bool, bool]]:
     out = []
     for a in actions:
         obs, reward, terminated, truncated, _ = env.step(a)
@@ -62,7 +77,7 @@ def _run(env: "TextEnv", actions: Sequence[str]) -> list[tuple[str, float, bool,
     return out
 
 
-def _prepare(env: "TextEnv", seed: int, options: Mapping[str, Any] | None, prefix: Sequence[str]) -> None:
+def _prepare(env: ForkableEnv, seed: int, options: Mapping[str, Any] | None, prefix: Sequence[str]) -> None:
     env.reset(seed=seed, options=dict(options) if options else None)
     for a in prefix:
         _, _, terminated, truncated, _ = env.step(a)
@@ -85,7 +100,7 @@ def check_fork(env: Any, actions: Sequence[str] | None = None, *, seed: int = 0,
     env. Raises :class:`ForkCheckError` on the first violation; returns a :class:`ForkReport`.
     The env is reset; wrappers are looked through (``env.unwrapped``).
     """
-    base: TextEnv = env.unwrapped
+    base: ForkableEnv = env.unwrapped
     base.reset(seed=seed, options=dict(options) if options else None)
     acts = list(actions) if actions is not None else list(base.example_actions())
     _expect(len(acts) >= 2, "check_fork needs at least two actions (a prefix and a probe)")

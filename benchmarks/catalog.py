@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.benchmarks.data import xbench_decrypt
-from arpo_env.benchmarks.registry import Benchmark, qa_parser, register_benchmark
+from arpo_env.benchmarks.benchmark import Benchmark, qa_parser
 
 MATH_ENV = ("arpo/Python-v0", {"max_tool_calls": 3})
 QA_ENV = ("arpo/MultiTool-v0", {"max_tool_calls": 3})
@@ -97,6 +97,3 @@ BUILTIN: list[Benchmark] = [
 ARPO_BENCHMARKS = ("aime24", "aime25", "math500", "gsm8k", "math", "hotpotqa", "2wiki", "musique", "bamboogle",
                    "gaia", "hle", "webwalker", "xbench")
 """The 13 sets of the ARPO paper."""
-
-for _b in BUILTIN:
-    register_benchmark(_b, replace=True)

@@ -34,7 +34,8 @@ from arpo_env.benchmarks import metrics
 from arpo_env.benchmarks.judge import LLMJudge
 from arpo_env.benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
                                    package_versions, path_hash)
-from arpo_env.benchmarks.registry import Benchmark, Sample, get_benchmark
+from arpo_env.benchmarks.benchmark import Benchmark, Sample
+from arpo_env.benchmarks.registry import get_benchmark
 from arpo_env.benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
                                 write_metadata)
 

@@ -21,7 +21,8 @@ from arpo_env.agent import TextCompleter
 from arpo_env.env import TextEnv
 from arpo_env.fork import ForkKind
 from arpo_env.task import ListTaskSource, Task, TaskSource
-from arpo_env.envs.browse.fetch import FetchConfig, Fetcher, HttpFetcher
+from arpo_env.envs.browse.fetch import FetchConfig, HttpFetcher
+from arpo_env.envs.browse.page import Fetcher
 from arpo_env.envs.browse.store import CorpusPages, PageStore, StoreFetcher
 from arpo_env.envs.browse.tool import BrowseTool, PageSummariser
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from arpo_env.envs.browse.fetch import FetchError, Page
+from arpo_env.envs.browse.page import FetchError, Page
 
 _WS = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n+")

@@ -1,4 +1,4 @@
-"""Fetching pages: the :class:`Fetcher` protocol, the live :class:`HttpFetcher` and its safety checks.
+"""Fetching pages: the live :class:`HttpFetcher` and its safety checks (``Fetcher``, ``Page`` and ``FetchError`` are in :mod:`~arpo_env.envs.browse.page`).
 
 :class:`HttpFetcher` (httpx) refuses anything but ``http``/``https``; resolves the host first and refuses
 private, loopback, link-local, multicast, reserved and unspecified addresses unless ``allow_private``
@@ -16,40 +16,14 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
+from arpo_env.envs.browse.extract import extract_page
+from arpo_env.envs.browse.page import FetchError, Page
 from arpo_env.envs.deadline import run_with_deadline
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
               "application/xml", "text/xml")
-
-
-class FetchError(RuntimeError):
-    """A page could not be fetched (bad URL, refused address, HTTP error, timeout, binary content)."""
-
-
-@dataclass
-class Page:
-    """A fetched page, reduced to its readable text."""
-
-    url: str
-    """Final URL (after redirects)."""
-    title: str
-    text: str
-    """Main text (trafilatura for HTML; the body for plain text)."""
-    status: int = 200
-    content_type: str = "text/html"
-    truncated: bool = False
-    """The body was cut at the size cap."""
-
-
-@runtime_checkable
-class Fetcher(Protocol):
-    """Anything that turns a URL into a :class:`Page` or raises :class:`FetchError`."""
-
-    def fetch(self, url: str) -> Page:
-        ...
 
 
 @dataclass
@@ -149,8 +123,6 @@ class HttpFetcher:
         raise FetchError(f"too many redirects (more than {cfg.max_redirects})")
 
     def _read(self, resp, url: str, deadline: float) -> Page:
-        from arpo_env.envs.browse.extract import extract_page
-
         cfg = self.config
         if resp.status_code >= 400:
             raise FetchError(f"HTTP {resp.status_code} {resp.reason_phrase} for {url}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from arpo_env.envs.browse.fetch import FetchError, Fetcher, Page
+from arpo_env.envs.browse.page import FetchError, Fetcher, Page
 from arpo_env.envs.search.cache import CacheMode
 from arpo_env.envs.sqlite_file import SQLiteFile
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from arpo_env.agent import TextCompleter
 from arpo_env.tools import ToolResult
-from arpo_env.envs.browse.fetch import FetchError, Fetcher, Page
+from arpo_env.envs.browse.page import FetchError, Fetcher, Page
 
 _PAGE_N = re.compile(r"^page\s+(\d+)$", re.I)
 

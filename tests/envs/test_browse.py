@@ -11,7 +11,8 @@ import pytest
 import arpo_env
 from arpo_env import check_fork
 from arpo_env.envs.browse.env import BrowseEnv
-from arpo_env.envs.browse.fetch import FetchConfig, FetchError, HttpFetcher, check_url
+from arpo_env.envs.browse.fetch import FetchConfig, HttpFetcher, check_url
+from arpo_env.envs.browse.page import FetchError
 from arpo_env.envs.browse.store import PageStore, StoreFetcher
 from arpo_env.envs.browse.tool import BrowseTool, split_windows
 from env_checks import strict_check_env
