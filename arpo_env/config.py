@@ -68,7 +68,7 @@ def _dataclass_at(cls: type, loc: Sequence[Any]) -> type | None:
     for part in loc[:-1]:
         hints = typing.get_type_hints(current) if dataclasses.is_dataclass(current) else {}
         current = hints.get(str(part))
-    return current if dataclasses.is_dataclass(current) else None
+    return current if isinstance(current, type) and dataclasses.is_dataclass(current) else None
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:

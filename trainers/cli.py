@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
               help_config: bool = typer.Option(False, "--help-config", help="List every config field (flag, default, meaning) and exit."),
               print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
               ) -> None:
-        """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag."""
+        """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag
+        (--help-config lists them with their meaning)."""
         from arpo_env.trainers.config import TrainConfig
 
         if help_config:
@@ -26,8 +27,9 @@ def register(app: typer.Typer) -> None:
             return
         try:
             cfg = TrainConfig.from_yaml(config, ctx.args) if config else TrainConfig.from_args(ctx.args)
-        except (ValueError, FileNotFoundError) as exc:
-            raise typer.BadParameter(str(exc)) from None
+        except (ValueError, FileNotFoundError) as exc:  # the message names the flag or key (and a close match)
+            typer.echo(f"arpo train: {exc}", err=True)
+            raise typer.Exit(2) from None
         if print_config:
             print(cfg.to_yaml())
             return
