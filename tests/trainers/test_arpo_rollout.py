@@ -12,7 +12,7 @@ from arpo_env.trainers.arpo_rollout import (ARPORollout, BranchingConfig, branch
                                    segment_entropy)
 from arpo_env.trainers.tree import check_prefix_sharing
 
-from arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
+from tests.helpers.arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
 
 TASK = {"question": "What is 2 + 2?", "answer": "4"}
 

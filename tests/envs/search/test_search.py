@@ -16,7 +16,7 @@ from arpo_env.envs.search.cache import CacheMode, CachedBackend, SearchCache, im
 from arpo_env.envs.search.corpus import Passage, corpus_hash, load_corpus, load_hotpotqa_questions, write_jsonl_gz
 from arpo_env.envs.search.env import SearchEnv, recall_at_k
 from arpo_env.envs.search.tool import SearchTool
-from env_checks import strict_check_env
+from tests.helpers.env_checks import strict_check_env
 
 
 TINY = [Passage("a", "Lisbon", "Lisbon is the capital and the largest city of Portugal."),

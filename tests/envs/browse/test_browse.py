@@ -14,7 +14,7 @@ from arpo_env.envs.browse.env import BrowseEnv
 from arpo_env.envs.browse.fetch import FetchConfig, FetchError, HttpFetcher, check_url
 from arpo_env.envs.browse.store import PageStore, StoreFetcher
 from arpo_env.envs.browse.tool import BrowseTool, split_windows
-from env_checks import strict_check_env
+from tests.helpers.env_checks import strict_check_env
 
 NAV = "<nav><a href='/'>Home</a> | <a href='/about'>About</a> | <a href='/login'>Log in</a></nav>"
 ARTICLE = f"""<!doctype html><html><head><title>The Quokka</title></head><body>{NAV}
