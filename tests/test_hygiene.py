@@ -9,7 +9,7 @@
 2. No ``sys.path`` edits: the helpers are the package ``tests.helpers``.
 3. No absolute path to the shared data folder: ``tests.helpers.shared_data`` finds it.
 
-How rule 1 is checked: a value is *timed* when it comes from ``time.time``/``perf_counter``/``monotonic``
+How rule 1 is checked: a value is *timed* when it comes from ``time.time``/``perf_counter``/``monotonic``/``process_time``
 (and their ``_ns`` forms, ``timeit.default_timer``) or from an expression, container, comprehension or
 helper-function result built from a timed value; an ``assert`` whose condition compares a timed value
 fails this test. Values measured elsewhere (inside a sandbox cell, or a JSON report) are out of its
@@ -24,7 +24,8 @@ import textwrap
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-CLOCKS = {"time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns"}
+CLOCKS = {"time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time",
+          "process_time_ns", "thread_time", "thread_time_ns"}
 MUTATORS = {"append", "extend", "insert", "add", "update", "setdefault", "appendleft"}
 MACHINE_SHARED = re.compile(r"^/[^/]+/(.+/)?shared/")
 """An absolute path into a ``shared`` folder (``/work/shared/data/...``): one machine's layout."""
