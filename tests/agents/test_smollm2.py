@@ -35,15 +35,21 @@ def test_default_agent_plays_calculator_episodes_with_exact_entropies():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_fast_path_batch_256_throughput():
-    import time
+def test_gpu_fast_path_batch_256_reuses_its_compiled_graphs():
+    """The GPU fast path, checked structurally: the static KV cache and the compiled decode step are in
+    use, and a second batch of 256 reuses the compiled graphs (dynamo compiles no new graph). Throughput
+    is measured by ``bench/rollout.py --batch 256 --max-new-tokens 256``, not asserted here."""
+    from torch._dynamo.utils import counters
+
     from arpo_env.agents.backends.hf import HFBackend
     backend = HFBackend.from_pretrained(None)
     assert backend._static() and backend._compile_enabled()
     ctx = backend.tokenizer.encode("Tell me a long story about a calculator.")
     params = SamplingParams(temperature=1.0, max_new_tokens=256, repetition_penalty=1.0, seed=0)
-    backend.generate([ctx] * 256, params)  # compile
-    t0 = time.perf_counter()
+    backend.generate([ctx] * 256, params)  # compiles
+    compiled, graphs = backend._compiled, counters["stats"]["unique_graphs"]
+    assert compiled is not None and graphs >= 1
     gens = backend.generate([ctx] * 256, params)
-    tok_s = sum(len(g.token_ids) for g in gens) / (time.perf_counter() - t0)
-    assert tok_s >= 20_000, tok_s
+    assert backend._compiled is compiled and counters["stats"]["unique_graphs"] == graphs
+    assert len(gens) == 256 and all(1 <= len(g.token_ids) <= 256 for g in gens)
+    assert all(len(g.logprobs) == len(g.entropies) == len(g.token_ids) for g in gens)

@@ -9,11 +9,17 @@ from arpo_env.benchmarks import (DatasetFormatError, DatasetMissingError, get_be
                         xbench_decrypt)
 from arpo_env.benchmarks.catalog import ARPO_BENCHMARKS
 
-_ROOT = Path(__file__).resolve().parents[2]
-SHARED = next((p for p in (_ROOT.parent / "shared/data", Path("/work/shared/data")) if p.is_dir()),
-              Path("/work/shared/data"))
+from tests.helpers.shared_data import require_shared_data, shared_data_dir
+
+SHARED = shared_data_dir()  # <repo>/../shared/data or $ARPO_SHARED_DIR/data
 SHARED_B = SHARED / "benchmarks"
-needs_shared = pytest.mark.skipif(not SHARED_B.is_dir(), reason="../shared/data is not present")
+
+
+@pytest.fixture
+def needs_shared():
+    """The shared benchmarks folder: skipped locally when absent, a failure under CI."""
+    return require_shared_data("benchmarks")
+
 
 SHIPPED_ROWS = {"aime24": 30, "aime25": 30, "math500": 500, "gsm8k": 1319, "math": 5000, "hotpotqa": 200,
                 "2wiki": 200, "musique": 200, "bamboogle": 125, "webwalker": 200, "xbench": 100, "simpleqa": 500,
@@ -63,7 +69,7 @@ def test_field_quirks():
     assert off[0].metadata["supporting_titles"]
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 def test_shipped_copies_equal_the_shared_data():
     for name in ("gsm8k", "math", "hotpotqa", "simpleqa", "aime24"):
         a = get_benchmark(name).load()
@@ -72,7 +78,7 @@ def test_shipped_copies_equal_the_shared_data():
         assert [(s.id, s.question, s.answer) for s in a] == [(s.id, s.question, s.answer) for s in b]
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 def test_xbench_decrypts_to_the_plaintext():
     plain = [json.loads(line) for line in (SHARED_B / "xbench/test.jsonl").open(encoding="utf-8")]
     samples = get_benchmark("xbench").load()
@@ -99,7 +105,7 @@ def test_no_plaintext_of_restricted_sets_is_shipped():
     assert "截至2024年12月31日" not in xb
 
 
-@needs_shared
+@pytest.mark.usefixtures("needs_shared")
 @pytest.mark.parametrize("name,rows", [("gaia", 103), ("hle", 500)])
 def test_gated_sets_load_from_a_user_path(name, rows, monkeypatch):
     with pytest.raises(DatasetMissingError) as err:

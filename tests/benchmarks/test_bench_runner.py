@@ -156,7 +156,7 @@ run_eval(EvalConfig(out=sys.argv[1], benchmarks=["gsm8k", "hotpotqa_offline"], l
 
 def test_sigkill_mid_run_then_resume_gives_every_sample_exactly_once(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)  # arpo_env is installed; the children need no PYTHONPATH
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env, cwd=ROOT)
     results = out / "results.jsonl"
     deadline = time.time() + 60

@@ -11,7 +11,7 @@ import arpo_env
 from arpo_env import ForkableTool, ToolResult, check_fork
 from arpo_env.envs.multitool import MultiToolEnv
 from arpo_env.envs.search.base import Hit
-from env_checks import strict_check_env
+from tests.helpers.env_checks import strict_check_env
 
 
 class StandInPython:

@@ -12,7 +12,7 @@ from arpo_env.trainers.arpo_rollout import (ARPORollout, BranchingConfig, branch
                                    segment_entropy)
 from arpo_env.trainers.tree import check_prefix_sharing
 
-from arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
+from tests.helpers.arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
 
 TASK = {"question": "What is 2 + 2?", "answer": "4"}
 
@@ -100,12 +100,30 @@ def test_topup_fills_all_missing_slots_in_one_round():
     assert batch.stats.rounds == 8  # 4 rounds for the first two, 4 for all six top-ups together
 
 
+class ConstantDraw:
+    """A branch-draw generator that always returns ``value``: a branch is taken exactly when P > value."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
 def test_branch_penalty_and_dynamic_split():
-    ro = make_rollout(calculator_script(delta=4.0), rollouts_per_prompt=16, initial_rollouts=1,
-                      branch_penalty=True, branch_penalty_rate=0.5)
+    # Draws fixed at 0.3, so each branch decision is P > 0.3, with P = clip(0.5 + 0.2 dH) * max(0, 1 - 0.5 c)
+    # and c the prompt's consecutive rounds of growth. Round 1: dH = 0, c = 0, P = 0.5: the one trajectory
+    # branches. Round 2: dH = 4 (base P 1.0), c = 1, P = 0.5: both trajectories branch. Round 3: c = 2,
+    # P = 0: the four attempts all fail although the entropy rise alone gives P = 1.
+    agent = Agent(ScriptedBackend(calculator_script(delta=4.0), seed=0), CharTokenizer(), max_response_tokens=4000,
+                  tool_workers=2)
+    conf = BranchingConfig(rollouts_per_prompt=16, initial_rollouts=1, branch_penalty=True, branch_penalty_rate=0.5)
+    ro = ARPORollout(agent, conf, lambda: arpo_env.make("arpo/Calculator-v0"), ConstantDraw(0.3))
     batch = ro.run([TASK], SamplingParams(temperature=1.0))
-    probs = [e.probability for e in batch.trees[0].events]
-    assert 0.5 in probs or 0.0 < min(probs) < 1.0  # consecutive growth lowered P below 1
+    events = [(e.round, e.delta, e.probability) for e in batch.trees[0].events]
+    assert events == [(1, 0.0, 0.5), (2, 4.0, 0.5), (2, 4.0, 0.5)]
+    assert batch.stats.attempts == [(0.0, True), (4.0, True), (4.0, True)] + [(4.0, False)] * 4
+    assert batch.trees[0].size == 16  # the budget is filled by top-ups instead
     ro = make_rollout(calculator_script(delta=-2.0), rollouts_per_prompt=16, dynamic_split=True)
     batch = ro.run([TASK], SamplingParams(temperature=1.0))
     # H_root - H_tool = 2: N = floor(16 * sigmoid(1)) + 1 = 12

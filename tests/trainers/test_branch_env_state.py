@@ -13,7 +13,7 @@ from arpo_env import ForkKind, TextEnv, ToolResult
 from arpo_env.agent import SamplingParams
 from arpo_env.trainers.arpo_rollout import ARPORollout, BranchingConfig
 
-from arpo_test_doubles import CharTokenizer, ScriptedBackend
+from tests.helpers.arpo_test_doubles import CharTokenizer, ScriptedBackend
 
 
 class ListTool:

@@ -1,12 +1,10 @@
 """The training loop on a tiny random model (CPU): weights change, checkpoints are written, SIGKILL +
 restart resumes from the last checkpoint; the AEPO/LoRA/KL/hard-advantage paths run and train."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,17 +13,15 @@ from arpo_env.trainers.checkpoint import latest_checkpoint
 from arpo_env.trainers.config import BranchingConfig, TrainConfig
 from arpo_env.trainers.metrics import read_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-TINY = dict(model="tiny", env_id="test/DigitsCalculator-v0", imports=["smoke_env"], prompts_per_step=2,
-            rollout=BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2), max_response_tokens=40, max_turn_tokens=16,
+from tests.helpers.shared_data import REPO_ROOT as ROOT
+
+# ``tests.helpers.smoke_env`` registers test/DigitsCalculator-v0. The ``arpo train`` subprocesses run as
+# ``python -m arpo_env.cli`` with the repository root as working directory, so ``tests`` imports there
+# (``-m`` puts the working directory first on ``sys.path``); nothing is added to PYTHONPATH.
+TINY = dict(model="tiny", env_id="test/DigitsCalculator-v0", imports=["tests.helpers.smoke_env"],
+            prompts_per_step=2, rollout=BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2),
+            max_response_tokens=40, max_turn_tokens=16,
             micro_batch_size=4, lr=1e-3, progress=False, tensorboard=False)
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), env.get("PYTHONPATH", "")])
-    return env
 
 
 def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
@@ -37,7 +33,7 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
     cfg_path = tmp_path / "run.yaml"
     TrainConfig(**{**TINY, "tensorboard": True}, steps=4, save_every=1, output_dir=str(out)).to_yaml(cfg_path)
     cmd = [sys.executable, "-m", "arpo_env.cli", "train", "--config", str(cfg_path)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while latest_checkpoint(out / "checkpoints") is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -54,7 +50,7 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
     diff = max((saved[k] - v).abs().max().item() for k, v in init.state_dict().items() if k in saved)
     assert diff > 1e-5
 
-    res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     resumed = [l for l in res.stdout.splitlines() if l.startswith("resumed from")]
     assert resumed and f"at step {killed_at}" in resumed[0]
@@ -78,8 +74,7 @@ def test_aepo_lora_kl_hard_step_trains(tmp_path):
                       advantage="hard", lora=True, lora_r=4, kl_coef=0.05, entropy_aware_advantage=True,
                       entropy_balanced_clip=True, eval_every=1,
                       eval_prompts=2)
-    sys.path.insert(0, str(HERE))
-    import smoke_env  # noqa: F401  registers test/DigitsCalculator-v0
+    import tests.helpers.smoke_env  # noqa: F401  registers test/DigitsCalculator-v0
     tr = Trainer(cfg)
     assert tr.ref_model is not None
     lora = {n: p.detach().clone() for n, p in tr.model.named_parameters() if p.requires_grad}
@@ -99,8 +94,7 @@ def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
     from arpo_env.benchmarks.results import load_folder
     from arpo_env.trainers.trainer import Trainer
 
-    sys.path.insert(0, str(HERE))
-    import smoke_env  # noqa: F401
+    import tests.helpers.smoke_env  # noqa: F401
 
     tr = Trainer(TrainConfig(**{**TINY, "imports": []}, steps=0, output_dir=str(tmp_path),
                              eval_benchmark="gsm8k", eval_prompts=2))

@@ -10,7 +10,7 @@ import pytest
 
 from arpo_env.envs.python.config import TIERS, SandboxConfig
 from arpo_env.envs.python.tool import PythonTool
-from tier_support import require
+from tests.helpers.tier_support import require
 
 
 @pytest.fixture(params=TIERS, ids=list(TIERS))

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 import typer
 
-from tier_support import require
+from tests.helpers.tier_support import require
 from arpo_env.envs.python.cli import register
 from arpo_env.envs.python import SandboxUnavailable, make_python_tool
 from arpo_env.envs.python.config import SandboxConfig

@@ -1,11 +1,10 @@
-"""``arpo/Python-v0`` on every tier: Gymnasium's checker, check_fork, fork cost vs session memory,
-and process hygiene (nothing left after close or after the host is killed)."""
+"""``arpo/Python-v0`` on every tier: Gymnasium's checker, check_fork, forks that are copy-on-write
+whatever the session's memory, and process hygiene (nothing left after close or after the host is killed)."""
 from __future__ import annotations
 
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -21,9 +20,6 @@ from arpo_env.envs.python.config import SandboxConfig
 from arpo_env.envs.python.session import Tree
 from arpo_env.envs.python.tiers import get_tier
 from arpo_env.envs.python.tiers.common import uid_processes
-
-ROOT = Path(__file__).resolve().parents[3]
-
 
 def test_check_env(tier):
     env = gym.make("arpo/Python-v0", sandbox=tier)
@@ -58,34 +54,56 @@ def test_check_fork_and_episode(tier):
         env.close()
 
 
-def _fork_ms(session) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    child = session.fork()
-    wall = time.perf_counter() - t0
-    child.close()
-    return wall * 1e3, child.fork_seconds * 1e3
+MEMORY_CELL = """
+import json, os
+path = "/proc/self/smaps_rollup" if os.path.exists("/proc/self/smaps_rollup") else "/proc/self/smaps"
+kb = {"Shared_Clean": 0, "Shared_Dirty": 0, "Private_Clean": 0, "Private_Dirty": 0}
+for line in open(path):
+    key, _, rest = line.partition(":")
+    if key in kb:
+        kb[key] += int(rest.split()[0])
+print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(),
+                  "shared_mb": (kb["Shared_Clean"] + kb["Shared_Dirty"]) / 1024,
+                  "private_mb": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024}))
+"""
 
 
-def test_fork_cost_does_not_grow_with_session_memory(tier):
-    """Forks of an empty and of a 200 MB session, interleaved (so machine load hits both alike)."""
+def _memory(session) -> dict:
+    """The session's own view of itself: pid, parent pid, and its resident memory (MB) split into pages
+    shared with another process and pages only it maps (``/proc/self/smaps_rollup``, read from inside
+    the sandbox, so it works on every tier whatever uid the session runs as)."""
+    res = session.execute(MEMORY_CELL)
+    assert res.error is None, res.output
+    return json.loads(res.output)
+
+
+def test_fork_is_copy_on_write_of_the_session_process(tier):
+    """Why a fork costs the same for an empty and a 200 MB session, checked structurally: the child is an
+    ``os.fork()`` of the session process itself (its parent pid is the session's pid) and it maps the
+    session's 200 MB as pages shared with the parent, not as a private copy. A fork that re-created the
+    session (a new interpreter, state serialised across) would hold the 200 MB privately. Latency
+    numbers live in ``bench/python_tool.py``."""
     tree = Tree(get_tier(tier), SandboxConfig(sandbox=tier, memory_mb=1024))
-    empty, big = tree.spawn(), tree.spawn()
+    big = tree.spawn()
     try:
         res = big.execute("blob = bytearray(200 * 2**20)\nblob[::4096] = b'x' * len(blob[::4096])")
-        assert res.error is None, res.output
-        samples = {"empty": [], "big": []}
-        for _ in range(15):
-            for name, session in (("empty", empty), ("big", big)):
-                samples[name].append(_fork_ms(session))
-        child = big.fork()
-        assert child.execute("len(blob) >> 20").output.strip() == "200"
-        child.close()
+        assert res.error is None, res.output  # every page written: 200 MB resident in the session
+        parent = _memory(big)
+        assert parent["private_mb"] >= 200, parent  # nothing shares the blob before the fork
+        child_session = big.fork()
+        try:
+            child = _memory(child_session)
+            after = _memory(big)
+            assert child["pid"] != parent["pid"] and child["ppid"] == parent["pid"], (parent, child)
+            assert child_session.host_pid != big.host_pid
+            assert child["shared_mb"] >= 190, child  # the blob's pages, shared copy-on-write
+            assert child["private_mb"] < 50, child  # no private copy of the blob
+            assert after["shared_mb"] >= 190, after  # the parent's pages are the same shared ones
+            assert child_session.execute("len(blob) >> 20").output.strip() == "200"
+        finally:
+            child_session.close()
     finally:
-        empty.close()
         big.close()
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(f for _, f in v)) for k, v in samples.items()}
-    assert med["big"][0] <= 2 * med["empty"][0], med  # round trip: request, fork, child ready
-    assert med["big"][1] <= 2 * med["empty"][1] + 0.2, med  # the os.fork() call itself
 
 
 def _live(pids) -> list[int]:
@@ -138,7 +156,6 @@ def test_no_zombies_or_orphans_after_close(tier):
 
 HOST = textwrap.dedent("""
     import json, sys, time
-    sys.path.insert(0, sys.argv[2])
     import arpo_env
     env = arpo_env.make("arpo/Python-v0", sandbox=sys.argv[1])
     env.reset(seed=0)
@@ -153,7 +170,7 @@ HOST = textwrap.dedent("""
 
 
 def test_no_orphans_after_host_is_killed(tier):
-    host = subprocess.Popen([sys.executable, "-c", HOST, tier, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    host = subprocess.Popen([sys.executable, "-c", HOST, tier], stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(host.stdout.readline())
     finally:

@@ -1,14 +1,16 @@
 """Hostile code against every sandbox tier (16 cases x 3 tiers).
 
-Each case: the call ends within its limit with a clear result, the host (this test process) and the
-env survive (the next call works), and nothing escapes (host files untouched, no connection reached a
+Each case: the call returns a clear result that names what stopped it (the time limit, a resource limit,
+the session's death), the host (this test process) and the env survive (the next call works), and nothing escapes (host files untouched, no connection reached a
 host socket, no process of the tree left after close).
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -17,15 +19,30 @@ import pytest
 from arpo_env.envs.python.tiers.common import uid_processes
 
 TIMEOUT = 2.0
-SLACK = 6.0  # restart of a killed session (a new docker container takes about a second)
+HANG_GUARD = 60.0
+"""Seconds a call may take before the test fails as hung: 30x the cell deadline, so it never decides a
+result (a restart of a killed session, a new docker container, takes about a second). That a deadline
+fired is read from the result (``exception == "Timeout"``), never from a measured duration."""
 
 
-def run(tool, code: str, limit: float = TIMEOUT + SLACK):
-    t0 = time.monotonic()
-    res = tool(code)
-    took = time.monotonic() - t0
-    assert took < limit, f"call took {took:.1f}s (limit {limit}s): {res.text[:300]}"
-    return res
+def run(tool, code: str):
+    """One tool call under the hang guard (a bounded wait, not a duration assertion)."""
+    box: dict = {}
+
+    def call() -> None:
+        try:
+            box["res"] = tool(code)
+        except BaseException as exc:  # re-raised in the test's thread
+            box["exc"] = exc
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(HANG_GUARD)
+    if worker.is_alive():
+        pytest.fail(f"hang guard: the call did not return within {HANG_GUARD:g} s: {code[:200]!r}")
+    if "exc" in box:
+        raise box["exc"]
+    return box["res"]
 
 
 def assert_recovers(tool) -> None:
@@ -131,13 +148,19 @@ def test_socket_to_localhost(tool):
     assert_recovers(tool)
 
 
+NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
+
+
 def test_socket_to_public_address_fails_at_once(tool):
     # TEST-NET-1 documentation address: nothing real is targeted; with no network it fails immediately.
-    res = run(tool, "import socket, time\nt = time.time()\ns = socket.socket()\ns.settimeout(5)\n"
+    # A connect that waited for an answer would end in TimeoutError, or run past the cell's deadline (2 s,
+    # shorter than the socket's 5 s); with no route the kernel refuses it at once with an errno.
+    res = run(tool, "import socket\ns = socket.socket()\ns.settimeout(5)\n"
                     "try:\n    s.connect(('192.0.2.1', 80))\n    print('connected')\n"
-                    "except OSError as e:\n    print(type(e).__name__, round(time.time() - t, 2))", limit=3)
-    assert "connected" not in res.text and ("OSError" in res.text or "Error" in res.text)
-    assert float(res.text.split()[-1]) < 1.0
+                    "except OSError as e:\n    print(type(e).__name__, e.errno)")
+    assert res.metadata["exception"] is None, res.text  # the cell finished: the connect did not block
+    name, code = res.text.split()
+    assert name != "TimeoutError" and int(code) in NO_ROUTE, res.text
     assert_recovers(tool)
 
 
@@ -167,7 +190,7 @@ def test_ctypes_segfault(tool):
 def test_fill_the_disk(tool):
     res = run(tool, "import os\nn = 0\ntry:\n    for i in range(100):\n        with open(f'big{i}', 'wb') as f:\n"
                     "            for _ in range(64):\n                f.write(b'0' * 2**20)\n                n += 1\n"
-                    "except OSError as e:\n    print(type(e).__name__, e.errno, n)", limit=TIMEOUT + SLACK)
+                    "except OSError as e:\n    print(type(e).__name__, e.errno, n)")
     assert res.text.startswith("OSError 27") or res.text.startswith("OSError 28") or \
         res.metadata["exception"] == "Timeout", res.text
     run(tool, "import glob, os\n[os.remove(p) for p in glob.glob('big*')]")
@@ -181,9 +204,9 @@ def test_close_stdout(tool):
 
 
 def test_sleep_past_timeout(tool):
-    t0 = time.monotonic()
-    res = run(tool, "import time\ntime.sleep(3600)")
-    assert res.metadata["exception"] == "Timeout" and time.monotonic() - t0 < TIMEOUT + SLACK
+    res = run(tool, "import time\ntime.sleep(3600)")  # an hour: only the 2 s deadline can end this call
+    assert res.metadata["exception"] == "Timeout" and res.metadata["restarted"]
+    assert f"time limit of {TIMEOUT:g} s" in res.text
     assert_recovers(tool)
 
 

@@ -42,9 +42,8 @@ def test_output_is_truncated_with_marker(make_tool):
 def test_timeout_restarts_session_with_note(make_tool):
     tool = make_tool(timeout=1.5)
     tool("keep = 5")
-    t0 = time.monotonic()
-    res = tool("import time\ntime.sleep(30)")
-    assert time.monotonic() - t0 < 4
+    res = tool("import time\ntime.sleep(30)")  # 20x the deadline: a Timeout result means the deadline ended it
+    assert res.error and res.metadata["exception"] == "Timeout"
     assert res.error and res.metadata["restarted"] and "time limit of 1.5 s" in res.text and "lost" in res.text
     after = tool("'keep' in globals()")
     assert after.text == "False" and not after.error

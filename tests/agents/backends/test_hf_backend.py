@@ -27,12 +27,11 @@ def _contexts(tok):
     return [tok.encode(t, add_special_tokens=False) for t in texts]
 
 
-def test_factory_is_fast_and_complete():
-    import time
-    tiny_model_and_tokenizer("qwen2")  # warm the lazy imports
-    t0 = time.perf_counter()
+def test_factory_is_small_and_complete():
     model, tok = tiny_model_and_tokenizer("llama", seed=3)
-    assert time.perf_counter() - t0 < 2.0
+    # cheap enough to build in every test: built from a config (no download), about 0.1 M parameters
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+    assert not model.training and next(model.parameters()).device.type == "cpu"
     assert tok.chat_template and model.config.vocab_size == len(tok)
     assert tok.encode("hi")[0] == tok.bos_token_id  # the llama variant adds BOS: the fragment trap
     assert tok.encode("hi", add_special_tokens=False)[0] != tok.bos_token_id

@@ -16,7 +16,8 @@ from arpo_env.envs.search.cache import CacheMode, CachedBackend, SearchCache, im
 from arpo_env.envs.search.corpus import Passage, corpus_hash, load_corpus, load_hotpotqa_questions, write_jsonl_gz
 from arpo_env.envs.search.env import SearchEnv, recall_at_k
 from arpo_env.envs.search.tool import SearchTool
-from env_checks import strict_check_env
+from tests.helpers.env_checks import strict_check_env
+from tests.helpers.shared_data import require_shared_data
 
 
 TINY = [Passage("a", "Lisbon", "Lisbon is the capital and the largest city of Portugal."),
@@ -164,10 +165,8 @@ def test_import_arpo_cache(tmp_path):
     assert miss.error and "replay-only" in miss.text
 
 
-def test_arpo_cache_fixture_if_present(tmp_path):
-    real = "/work/shared/data/search_cache/search_cache.json"
-    if not os.path.exists(real):
-        pytest.skip("ARPO's search cache is not on this machine")
+def test_import_of_arpo_search_cache_from_the_shared_data(tmp_path):
+    real = require_shared_data("search_cache", "search_cache.json")  # skips locally, fails under CI
     cache = SearchCache(tmp_path / "c.sqlite")
     assert import_arpo_cache(real, cache) >= 990
     raw = json.load(open(real))

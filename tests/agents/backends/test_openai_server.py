@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from vllm_support import vllm_python
+
+from tests.helpers.vllm_support import vllm_python
 
 pytestmark = pytest.mark.slow
 
