@@ -184,3 +184,19 @@ def test_backend_completer_is_a_text_completer():
     assert isinstance(c, TextCompleter)
     out = c.complete([{"role": "user", "content": "Summarise: the page."}], max_new_tokens=5)
     assert isinstance(out, str) and "<|im_end|>" not in out
+
+
+def test_trajectory_tool_calls_are_the_turns_the_env_counted(tiny):
+    *_, envs, trajs = _rollout(tiny, n=6, max_new_tokens=24)
+    for env, t in zip(envs, trajs):
+        assert len(t.tool_calls) == env.episode.tool_calls  # one record per budget-counted turn, no more
+        assert all(0 <= c.turn < len(t.turn_spans) for c in t.tool_calls)
+
+
+def test_an_eos_turn_without_a_tag_is_recorded_as_the_env_counts_it():
+    _, tok = tiny_model_and_tokenizer("qwen2")
+    agent = Agent(ScriptBackend(tok, ["I think it is 391."]), tok)
+    env = arpo_env.make("arpo/Calculator-v0")
+    (traj,) = agent.rollout([env], SamplingParams(), options=[{"question": "What is 17*23?", "answer": "391"}])
+    assert env.last_turn.action.kind == "none" and env.last_turn.is_tool_call
+    assert [(c.name, c.error, c.turn) for c in traj.tool_calls] == [(None, True, 0)]
