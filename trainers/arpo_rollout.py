@@ -264,6 +264,7 @@ class ARPORollout(Generic[S]):
             if not ok:
                 continue
             child = s.fork(new_id=len(g.states))
+            assert child.branch_at is not None, "a fork records its branch point"
             g.states.append(child)
             g.h_initial[child.id] = h0
             g.events.append(BranchEvent(parent=s.id, child=child.id, branch_at=child.branch_at,

@@ -89,7 +89,7 @@ class Flaky(OracleAgent):
     broken = True
 
     def rollout(self, envs, params, *, options=None, seeds=None):
-        if self.broken and any("Lilu" in o["question"] for o in options):
+        if self.broken and any("Lilu" in o["task"].question for o in options):
             raise RuntimeError("backend fell over")
         return super().rollout(envs, params, options=options, seeds=seeds)
 
