@@ -42,8 +42,6 @@ class RolloutState:
 
     env: TextEnv
     trajectory: Trajectory
-    stops: tuple[str, ...]
-    """Stop strings of this episode's env (``TextEnv.stop_strings``)."""
     last_generation: Generation | None = None
     """The latest model turn (the trainer reads its entropies for branching decisions)."""
 
@@ -80,7 +78,7 @@ class RolloutState:
         traj.parent, traj.branch_at = self.trajectory.id, len(traj.token_ids)
         traj.id = self.trajectory.id if new_id is None else new_id
         env = self.env.fork() if not self.done else self.env
-        return RolloutState(env=env, trajectory=traj, stops=self.stops, last_generation=self.last_generation)
+        return RolloutState(env=env, trajectory=traj, last_generation=self.last_generation)
 
     def to_trajectory(self) -> Trajectory:
         """The episode's trajectory, checked (``Trajectory.check``)."""
@@ -140,15 +138,16 @@ class Agent:
         n = len(ids)
         traj = Trajectory(token_ids=ids, prompt_len=n, loss_mask=[0] * n, logprobs=[0.0] * n,
                           entropies=[math.nan] * n, task=copy.deepcopy(info.get("task", {})), id=id)
-        return RolloutState(env=env, trajectory=traj, stops=_text_env(env).stop_strings)
+        return RolloutState(env=env, trajectory=traj)
 
     def generate_round(self, states: Sequence[RolloutState], params: SamplingParams) -> list[Generation]:
         """One backend call for ``states`` (all must be active). ``max_new_tokens`` is capped by the largest
-        remaining response budget; the stop strings are the union of the states' and ``params.stop``."""
+        remaining response budget; the stop strings are the union of the envs' (``TextEnv.stop_strings``) and
+        ``params.stop``."""
         if not states:
             return []
         remaining = max(self.max_response_tokens - s.response_len for s in states)
-        stops = tuple(dict.fromkeys([*params.stop, *(x for s in states for x in s.stops)]))
+        stops = tuple(dict.fromkeys([*params.stop, *(x for s in states for x in _text_env(s.env).stop_strings)]))
         p = dataclasses.replace(params, max_new_tokens=max(1, min(params.max_new_tokens, remaining)),
                                 stop=stops)
         return self.backend.generate([s.trajectory.token_ids for s in states], p)

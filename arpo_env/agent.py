@@ -1,4 +1,5 @@
-"""The agent-side contracts: token-in/token-out generation backends and trajectories.
+"""The agent-side contracts: token-in/token-out generation backends, trajectories, and the protocols the
+ARPO trainer drives an agent through (:class:`RoundAgent` over :class:`EpisodeState` s).
 
 Defined here so that envs, benchmarks and trainers depend on a protocol, not on an implementation in
 ``agents/`` (transformers, vLLM, OpenAI-compatible servers).

@@ -114,8 +114,8 @@ class Trainer:
         self.branch_rng = np.random.default_rng([cfg.seed, 1])
         env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
         self.make_env: Callable[[], TextEnv] = lambda: arpo_env.make(env_id, **env_kwargs)
-        self.rollout: ARPORollout[RolloutState] = ARPORollout(self.agent, BranchingConfig.from_train_config(cfg, vocab_size=len(tokenizer)),
-                                   self.make_env, self.branch_rng)
+        branching = BranchingConfig.from_train_config(cfg, vocab_size=len(tokenizer))
+        self.rollout: ARPORollout[RolloutState] = ARPORollout(self.agent, branching, self.make_env, self.branch_rng)
         self.tasks = make_task_stream(cfg)
         self.eval_fn = eval_fn
         self.step = 0

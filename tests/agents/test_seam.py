@@ -38,7 +38,7 @@ class FixedBackend:
 def test_agent_and_state_satisfy_the_protocols_at_run_time():
     agent = Agent(FixedBackend("<calculator>1+1</calculator>"), WordTokenizer())
     state = agent.start(arpo_env.make("arpo/Calculator-v0"), options={"task": arpo_env.Task("1+1?", ["2"])})
-    assert isinstance(agent, RoundAgent) and isinstance(state, EpisodeState)
+    assert isinstance(agent, RoundAgent) and isinstance(state, RolloutState) and isinstance(state, EpisodeState)
     assert isinstance(state.fork(new_id=1), EpisodeState)
     assert not isinstance(ScriptedAgent(), RoundAgent)  # plays whole episodes only: not a round agent
     agent.apply_round([state], agent.generate_round([state], SamplingParams()))
