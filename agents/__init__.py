@@ -2,7 +2,7 @@
 
 - :class:`Agent`: the batched multi-turn rollout loop over any token-in/token-out backend
   (``arpo_env.Agent`` protocol), with the pieces the ARPO trainer reuses (``prompt_ids``,
-  ``observation_ids``, ``stop_strings``, ``start``/``advance``/``finish``, forkable ``RolloutState``).
+  ``observation_ids``, ``start``/``advance``/``finish``, forkable ``RolloutState``).
 - :func:`load_agent`: an agent over a named backend (``hf`` default with the embedded SmolLM2, ``vllm``,
   ``openai``).
 - Backends in :mod:`arpo_env.agents.backends`; tiny test models in :mod:`arpo_env.agents.testing`; a scripted policy agent
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arpo_env.agents.rollout import Agent, RolloutState, env_stop_strings
+from arpo_env.agents.rollout import Agent, RolloutState
 
 AGENT_OPTIONS = ("max_response_tokens", "tool_workers")
 
@@ -39,4 +39,4 @@ def load_agent(backend: str = "hf", model: str | None = None, *, tokenizer: Any 
     return Agent(be, tok, **agent_kw)
 
 
-__all__ = ["Agent", "RolloutState", "env_stop_strings", "load_agent"]
+__all__ = ["Agent", "RolloutState", "load_agent"]

@@ -26,95 +26,64 @@ import dataclasses
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence, cast
 
-from arpo_env.agent import (AgentBackend, EntropySource, Generation, SamplingParams, ToolCallRecord,
-                            Trajectory)
+from arpo_env.agent import AgentBackend, Generation, SamplingParams, ToolCallRecord, Trajectory
+from arpo_env.env import TextEnv, Turn
 
 log = logging.getLogger(__name__)
-
-ANSWER_STOP = "</answer>"
-
-
-def env_stop_strings(env: Any) -> tuple[str, ...]:
-    """``</NAME>`` for each tool of ``env``, ``</tool_call>`` when it accepts JSON calls, and ``</answer>``."""
-    base = getattr(env, "unwrapped", env)
-    names = list(getattr(base, "tools", {}) or [])
-    stops = [f"</{n}>" for n in names]
-    cfg = getattr(base, "config", None)
-    if getattr(cfg, "json_tool_calls", False):
-        stops.append("</tool_call>")
-    stops.append(ANSWER_STOP)
-    return tuple(dict.fromkeys(stops))
 
 
 @dataclass
 class RolloutState:
-    """One episode in progress: its env and its token-level record (becomes a ``Trajectory``)."""
+    """One episode in progress: its env and its growing :class:`arpo_env.Trajectory` (implements
+    :class:`arpo_env.EpisodeState`). The trajectory is the only record of the episode; ``finish`` returns it."""
 
-    env: Any
-    token_ids: list[int]
-    prompt_len: int
-    stops: tuple[str, ...]
-    loss_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    entropies: list[float] = field(default_factory=list)
-    turn_spans: list[tuple[int, int]] = field(default_factory=list)
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    text_parts: list[str] = field(default_factory=list)
-    task: dict[str, Any] = field(default_factory=dict)
-    reward: float = 0.0
-    terminated: bool = False
-    truncated: bool = False
-    finish_reason: str = ""
-    answer: str | None = None
-    entropy_source: EntropySource = EntropySource.EXACT
-    id: int = 0
-    parent: int | None = None
-    branch_at: int | None = None
-    env_tool_calls: int = 0
-    """The env's tool-call counter after the last step (calls and malformed turns)."""
+    env: TextEnv
+    trajectory: Trajectory
     last_generation: Generation | None = None
     """The latest model turn (the trainer reads its entropies for branching decisions)."""
 
-    def __post_init__(self) -> None:
-        if not self.loss_mask:
-            n = len(self.token_ids)
-            self.loss_mask, self.logprobs, self.entropies = [0] * n, [0.0] * n, [math.nan] * n
-
     @property
     def done(self) -> bool:
-        return self.terminated or self.truncated
+        return self.trajectory.terminated or self.trajectory.truncated
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        return self.trajectory.tool_calls
+
+    @property
+    def last_turn(self) -> Turn | None:
+        """The env's record of the latest turn (``TextEnv.last_turn``)."""
+        return _text_env(self.env).last_turn
+
+    @property
+    def id(self) -> int:
+        return self.trajectory.id
+
+    @property
+    def branch_at(self) -> int | None:
+        return self.trajectory.branch_at
 
     @property
     def response_len(self) -> int:
-        return len(self.token_ids) - self.prompt_len
+        return len(self.trajectory.token_ids) - self.trajectory.prompt_len
 
     def fork(self, new_id: int | None = None) -> "RolloutState":
-        """An independent copy at this point: the env is forked (``env.fork()``), the lists copied.
-        The child's ``parent`` is this state's id and ``branch_at`` the current length."""
-        child = copy.copy(self)
-        child.env = self.env.fork() if not self.done else self.env
-        for name in ("token_ids", "loss_mask", "logprobs", "entropies", "turn_spans", "text_parts"):
-            setattr(child, name, list(getattr(self, name)))
-        child.tool_calls = [dataclasses.replace(c) for c in self.tool_calls]
-        child.task = copy.deepcopy(self.task)
-        child.parent, child.branch_at = self.id, len(self.token_ids)
-        child.id = self.id if new_id is None else new_id
-        return child
+        """An independent copy at this point: the env is forked (``env.fork()``), the trajectory copied
+        (``Trajectory.copy``: no list shared). The child's ``parent`` is this state's id and ``branch_at``
+        the current length."""
+        traj = self.trajectory.copy()
+        traj.parent, traj.branch_at = self.trajectory.id, len(traj.token_ids)
+        traj.id = self.trajectory.id if new_id is None else new_id
+        env = self.env.fork() if not self.done else self.env
+        return RolloutState(env=env, trajectory=traj, last_generation=self.last_generation)
 
     def to_trajectory(self) -> Trajectory:
-        traj = Trajectory(token_ids=list(self.token_ids), prompt_len=self.prompt_len,
-                          loss_mask=list(self.loss_mask), logprobs=list(self.logprobs),
-                          entropies=list(self.entropies), turn_spans=list(self.turn_spans),
-                          tool_calls=list(self.tool_calls), reward=float(self.reward),
-                          terminated=self.terminated, truncated=self.truncated,
-                          finish_reason=self.finish_reason, answer=self.answer, task=copy.deepcopy(self.task),
-                          text="".join(self.text_parts), id=self.id, parent=self.parent,
-                          branch_at=self.branch_at, entropy_source=self.entropy_source)
-        traj.check()
-        return traj
+        """The episode's trajectory, checked (``Trajectory.check``)."""
+        self.trajectory.check()
+        return self.trajectory
 
 
 class Agent:
@@ -159,30 +128,29 @@ class Agent:
             return []
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def stop_strings(self, env: Any) -> tuple[str, ...]:
-        """Stop strings for ``env``: the closing tag of each of its tools, ``</tool_call>``, ``</answer>``."""
-        return env_stop_strings(env)
-
     # ----- the loop -----------------------------------------------------------------------------------
-    def start(self, env: Any, *, options: dict[str, Any] | None = None, seed: int | None = None,
+    def start(self, env: TextEnv, *, options: dict[str, Any] | None = None, seed: int | None = None,
               id: int = 0) -> RolloutState:
         """Reset ``env`` and return the episode's initial state (prompt ids only)."""
-        _, info = env.reset(seed=seed, options=options)
-        messages = info.get("messages") or [{"role": "user", "content": _}]
+        prompt, info = env.reset(seed=seed, options=options)
+        messages = info.get("messages") or [{"role": "user", "content": prompt}]
         ids = self.prompt_ids(messages)
-        return RolloutState(env=env, token_ids=ids, prompt_len=len(ids), stops=self.stop_strings(env),
-                            task=copy.deepcopy(info.get("task", {})), id=id)
+        n = len(ids)
+        traj = Trajectory(token_ids=ids, prompt_len=n, loss_mask=[0] * n, logprobs=[0.0] * n,
+                          entropies=[math.nan] * n, task=copy.deepcopy(info.get("task", {})), id=id)
+        return RolloutState(env=env, trajectory=traj)
 
     def generate_round(self, states: Sequence[RolloutState], params: SamplingParams) -> list[Generation]:
         """One backend call for ``states`` (all must be active). ``max_new_tokens`` is capped by the largest
-        remaining response budget; the stop strings are the union of the states' and ``params.stop``."""
+        remaining response budget; the stop strings are the union of the envs' (``TextEnv.stop_strings``) and
+        ``params.stop``."""
         if not states:
             return []
         remaining = max(self.max_response_tokens - s.response_len for s in states)
-        stops = tuple(dict.fromkeys([*params.stop, *(x for s in states for x in s.stops)]))
+        stops = tuple(dict.fromkeys([*params.stop, *(x for s in states for x in _text_env(s.env).stop_strings)]))
         p = dataclasses.replace(params, max_new_tokens=max(1, min(params.max_new_tokens, remaining)),
                                 stop=stops)
-        return self.backend.generate([s.token_ids for s in states], p)
+        return self.backend.generate([s.trajectory.token_ids for s in states], p)
 
     def apply_round(self, states: Sequence[RolloutState], gens: Sequence[Generation]) -> None:
         """Append each generation, step the envs concurrently, append the observations."""
@@ -191,8 +159,8 @@ class Agent:
         for s, g in zip(states, gens):
             self._append_generation(s, g)
         results = list(self._executor().map(lambda sg: self._step_env(*sg), zip(states, gens)))
-        for s, g, res in zip(states, gens, results):
-            self._append_observation(s, g, *res)
+        for s, g, (obs, reward, terminated, truncated, _) in zip(states, gens, results):
+            self._append_observation(s, obs, reward, terminated, truncated)
 
     def advance(self, states: Sequence[RolloutState], params: SamplingParams) -> list[RolloutState]:
         """One round for every active state; returns the states that were active."""
@@ -204,7 +172,7 @@ class Agent:
         """The trajectory of a finished (or abandoned) episode."""
         return state.to_trajectory()
 
-    def rollout(self, envs: Sequence[Any], params: SamplingParams, *,
+    def rollout(self, envs: Sequence[TextEnv], params: SamplingParams, *,
                 options: Sequence[dict[str, Any] | None] | None = None,
                 seeds: Sequence[int | None] | None = None) -> list[Trajectory]:
         """Reset each env with its options/seed, play all episodes to the end in lockstep, and return one
@@ -242,68 +210,67 @@ class Agent:
             text = _decode(self.tokenizer, ids)
             g = dataclasses.replace(g, token_ids=ids, logprobs=lps, entropies=ents, finish_reason="length",
                                     stop_string=None, text=text)
-        start = len(s.token_ids)
-        s.token_ids += ids
-        s.loss_mask += [1] * len(ids)
-        s.logprobs += lps
-        s.entropies += ents
-        s.turn_spans.append((start, len(s.token_ids)))
-        s.text_parts.append(g.text)
-        s.entropy_source = g.entropy_source
+        t = s.trajectory
+        start = len(t.token_ids)
+        t.token_ids += ids
+        t.loss_mask += [1] * len(ids)
+        t.logprobs += lps
+        t.entropies += ents
+        t.turn_spans.append((start, len(t.token_ids)))
+        t.text += g.text
+        t.entropy_source = g.entropy_source
+        t.finish_reason = g.finish_reason
         s.last_generation = g
-        s.finish_reason = g.finish_reason
 
     def _step_env(self, s: RolloutState, g: Generation) -> tuple[str, float, bool, bool, dict[str, Any]]:
         text = s.last_generation.text if s.last_generation is not None else g.text
         return s.env.step(text)
 
-    def _append_observation(self, s: RolloutState, g: Generation, obs: str, reward: float,
-                            terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
-        act = info.get("action") or {}
-        calls = int(info.get("tool_calls", s.env_tool_calls))
-        if calls > s.env_tool_calls and act.get("kind") in ("tool", "invalid"):
-            # a call the env counted (executed, or malformed); turns with no tag at all are not calls
-            s.tool_calls.append(ToolCallRecord(name=act.get("name"), args=act.get("args"),
-                                               error=bool(info.get("tool_error")) or act.get("kind") != "tool",
-                                               turn=len(s.turn_spans) - 1))
-        s.env_tool_calls = calls
-        s.answer = info.get("answer", s.answer)
+    def _append_observation(self, s: RolloutState, obs: str, reward: float, terminated: bool,
+                            truncated: bool) -> None:
+        t = s.trajectory
+        played = s.last_turn
+        if played is not None and played.is_tool_call:  # the env decides what a tool call is
+            t.tool_calls.append(ToolCallRecord.from_turn(played, len(t.turn_spans) - 1))
+        t.answer = _text_env(s.env).episode.answer
         turn = s.last_generation
         if terminated or truncated:
-            s.terminated, s.truncated, s.reward = bool(terminated), bool(truncated), float(reward)
+            t.terminated, t.truncated, t.reward = bool(terminated), bool(truncated), float(reward)
             if truncated and turn is not None and turn.finish_reason == "stop":
-                s.finish_reason = "env_truncated"
+                t.finish_reason = "env_truncated"
             return
         if turn is not None and turn.finish_reason != "stop":
             # the model stopped without a tool call (EOS or length): the episode is over
-            s.truncated = True
-            s.reward = _env_final_reward(s.env)
+            t.truncated = True
+            t.reward = _env_final_reward(s.env)
             return
         ids = self.observation_ids(obs)
         room = self.max_response_tokens - s.response_len
         if len(ids) >= room:
             ids = ids[:room]
-            s.truncated, s.finish_reason = True, "max_response_tokens"
-            s.reward = _env_final_reward(s.env)
-        s.token_ids += ids
-        s.loss_mask += [0] * len(ids)
-        s.logprobs += [0.0] * len(ids)
-        s.entropies += [math.nan] * len(ids)
-        s.text_parts.append(_decode(self.tokenizer, ids) if s.truncated else obs)
+            t.truncated, t.finish_reason = True, "max_response_tokens"
+            t.reward = _env_final_reward(s.env)
+        t.token_ids += ids
+        t.loss_mask += [0] * len(ids)
+        t.logprobs += [0.0] * len(ids)
+        t.entropies += [math.nan] * len(ids)
+        t.text += _decode(self.tokenizer, ids) if t.truncated else obs
+
+
+def _text_env(env: TextEnv) -> TextEnv:
+    """The ``TextEnv`` under any Gymnasium wrappers."""
+    return cast(TextEnv, env.unwrapped)
 
 
 def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False) if tokenizer is not None else ""
 
 
-def _env_final_reward(env: Any) -> float:
+def _env_final_reward(env: TextEnv) -> float:
     """End an episode the agent stopped (EOS, length) and return the env's final reward for it
-    (``TextEnv.end``); envs without ``end`` give 0.0."""
-    end = getattr(getattr(env, "unwrapped", env), "end", None)
-    if end is None:
-        return 0.0
+    (``TextEnv.end``)."""
     try:
-        return float(end())
+        return float(_text_env(env).end())
     except Exception as exc:  # a reward function failing must not kill a batch
         log.warning("reward of an agent-ended episode failed: %s", exc)
         return 0.0

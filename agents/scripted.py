@@ -2,12 +2,13 @@
 
 It implements the ``arpo_env.Agent`` protocol with the same lockstep loop shape as :class:`agents.Agent`
 (all envs reset, then one round per turn with the env steps run concurrently), so benchmark harnesses
-can measure their own overhead without a model. Token ids are the UTF-8 bytes of the text (a fixed,
-model-free "tokenizer"), so trajectories satisfy ``Trajectory.check()`` and look like a model's:
-prompt bytes (mask 0), action bytes (mask 1, log-prob 0.0, entropy NaN), observation bytes (mask 0).
+can measure their own overhead without a model. Token ids come from a fixed, model-free ``encode``
+(default: the UTF-8 bytes of the text), so trajectories satisfy ``Trajectory.check()`` and look like a
+model's: prompt ids (mask 0), action ids (mask 1, log-prob 0.0, entropy NaN), observation ids (mask 0).
+Tool calls are recorded as the env counts them (``TextEnv.last_turn.is_tool_call``), as the LLM agent does.
 
 The default policy replays ``env.example_actions()`` (drawn right after reset), which for the calculator
-solves the task with the tool.
+solves the task with the tool; :func:`arpo_env.benchmarks.oracle.oracle_policy` answers from the gold answer.
 
 Not covered: log-probs and entropies (``EntropySource.NONE``).
 """
@@ -16,9 +17,10 @@ from __future__ import annotations
 import copy
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from arpo_env.agent import EntropySource, SamplingParams, ToolCallRecord, Trajectory
+from arpo_env.env import TextEnv
 
 Policy = Callable[[Any, int, str], str]
 """``policy(env, turn_index, observation) -> action text``; the observation is the prompt at turn 0."""
@@ -42,11 +44,13 @@ class ScriptedAgent:
     """An ``arpo_env.Agent`` whose turns come from ``policy`` (default: :func:`example_policy`).
 
     ``policy`` may also be a list of texts, played in order (the last repeats). ``max_turns`` caps
-    episodes whose env never ends them.
+    episodes whose env never ends them. ``encode`` maps text to token ids (default :func:`byte_ids`);
+    with ``chat_prompt`` the prompt ids encode the reset's chat messages (``<|role|>\ncontent\n`` each,
+    then ``<|assistant|>\n``), without it only the user prompt.
     """
 
     def __init__(self, policy: Policy | Sequence[str] | None = None, *, tool_workers: int = 16,
-                 max_turns: int = 64):
+                 max_turns: int = 64, encode: Callable[[str], list[int]] = byte_ids, chat_prompt: bool = True):
         if policy is None:
             policy = example_policy
         elif not callable(policy):
@@ -57,6 +61,8 @@ class ScriptedAgent:
         self.policy: Policy = policy
         self.tool_workers = max(1, tool_workers)
         self.max_turns = max_turns
+        self.encode = encode
+        self.chat_prompt = chat_prompt
 
     def rollout(self, envs: Sequence[Any], params: SamplingParams | None = None, *,
                 options: Sequence[dict[str, Any] | None] | None = None,
@@ -72,7 +78,9 @@ class ScriptedAgent:
             trajs, last_obs = [], []
             for i, (prompt, info) in enumerate(starts):
                 messages = info.get("messages") or [{"role": "user", "content": prompt}]
-                ids = byte_ids("".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n")
+                text = ("".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n"
+                        if self.chat_prompt else prompt)
+                ids = self.encode(text)
                 trajs.append(Trajectory(token_ids=ids, prompt_len=len(ids), loss_mask=[0] * len(ids),
                                         logprobs=[0.0] * len(ids), entropies=[math.nan] * len(ids),
                                         task=copy.deepcopy(info.get("task", {})), id=i,
@@ -84,21 +92,20 @@ class ScriptedAgent:
                 actions = [self.policy(envs[i], turn, last_obs[i]) for i in active]
                 results = list(pool.map(lambda ia: envs[ia[0]].step(ia[1]), zip(active, actions)))
                 still = []
-                for i, action, (obs, reward, term, trunc, info) in zip(active, actions, results):
+                for i, action, (obs, reward, term, trunc, _) in zip(active, actions, results):
                     t = trajs[i]
-                    a_ids = byte_ids(action)
+                    a_ids = self.encode(action)
                     start = len(t.token_ids)
                     t.token_ids += a_ids
                     t.loss_mask += [1] * len(a_ids)
                     t.logprobs += [0.0] * len(a_ids)
                     t.entropies += [math.nan] * len(a_ids)
                     t.turn_spans.append((start, len(t.token_ids)))
-                    act = info.get("action") or {}
-                    if act.get("kind") in ("tool", "invalid") and obs:
-                        t.tool_calls.append(ToolCallRecord(act.get("name"), act.get("args"),
-                                                           bool(info.get("tool_error")) or act["kind"] != "tool",
-                                                           turn))
-                    t.answer = info.get("answer", t.answer)
+                    env = cast(TextEnv, envs[i].unwrapped)
+                    played = env.last_turn
+                    if played is not None and played.is_tool_call:  # the env decides what a tool call is
+                        t.tool_calls.append(ToolCallRecord.from_turn(played, turn))
+                    t.answer = env.episode.answer
                     t.text += action
                     if term or trunc or turn + 1 >= self.max_turns:
                         t.terminated, t.truncated = bool(term), bool(trunc) or not term
@@ -106,7 +113,7 @@ class ScriptedAgent:
                         if not (term or trunc):
                             t.finish_reason = "max_turns"
                         continue
-                    o_ids = byte_ids(obs)
+                    o_ids = self.encode(obs)
                     t.token_ids += o_ids
                     t.loss_mask += [0] * len(o_ids)
                     t.logprobs += [0.0] * len(o_ids)

@@ -1,4 +1,5 @@
-"""The agent-side contracts: token-in/token-out generation backends and trajectories.
+"""The agent-side contracts: token-in/token-out generation backends, trajectories, and the protocols the
+ARPO trainer drives an agent through (:class:`RoundAgent` over :class:`EpisodeState` s).
 
 Defined here so that envs, benchmarks and trainers depend on a protocol, not on an implementation in
 ``agents/`` (transformers, vLLM, OpenAI-compatible servers).
@@ -10,9 +11,13 @@ results, and a branch point is a token index.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
+
+from arpo_env.env import TextEnv, Turn
 
 
 class EntropySource(str, enum.Enum):
@@ -93,6 +98,12 @@ class ToolCallRecord:
     error: bool
     turn: int
 
+    @classmethod
+    def from_turn(cls, turn: Turn, index: int) -> "ToolCallRecord":
+        """The record of an env turn that counted as a tool call (``turn.is_tool_call``); ``index`` is the
+        0-based model turn."""
+        return cls(name=turn.action.name, args=turn.action.args, error=turn.tool_error, turn=index)
+
 
 @dataclass
 class Trajectory:
@@ -125,6 +136,13 @@ class Trajectory:
     branch_at: int | None = None
     entropy_source: EntropySource = EntropySource.EXACT
 
+    def copy(self) -> "Trajectory":
+        """An independent copy: no list, record or task dict is shared with this one."""
+        return dataclasses.replace(
+            self, token_ids=list(self.token_ids), loss_mask=list(self.loss_mask), logprobs=list(self.logprobs),
+            entropies=list(self.entropies), turn_spans=list(self.turn_spans),
+            tool_calls=[dataclasses.replace(c) for c in self.tool_calls], task=copy.deepcopy(self.task))
+
     def check(self) -> None:
         """Raise ``ValueError`` if the aligned arrays disagree in length or the mask is malformed."""
         n = len(self.token_ids)
@@ -147,4 +165,81 @@ class Agent(Protocol):
                 seeds: Sequence[int | None] | None = None) -> list[Trajectory]:
         """Reset each env with its options/seed, play all episodes to the end in lockstep (tool calls run
         concurrently), and return one trajectory per env, in order."""
+        ...
+
+
+S = TypeVar("S", bound="EpisodeState")
+
+
+@runtime_checkable
+class EpisodeState(Protocol):
+    """One episode in progress, as the ARPO trainer reads it (``agents.RolloutState`` implements it)."""
+
+    @property
+    def env(self) -> TextEnv:
+        """The episode's env (the trainer closes it at the end)."""
+        ...
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The token-level record so far (grows every round)."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """The episode has ended (terminated or truncated)."""
+        ...
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        """The tool calls so far (one per env turn with ``Turn.is_tool_call``)."""
+        ...
+
+    @property
+    def last_turn(self) -> Turn | None:
+        """The env's record of the latest turn (``TextEnv.last_turn``): ``is_tool_call`` says whether the
+        trajectory just made a tool call."""
+        ...
+
+    @property
+    def last_generation(self) -> Generation | None:
+        """The latest model turn (its ``entropies`` drive ARPO's branching)."""
+        ...
+
+    @property
+    def id(self) -> int:
+        """Index of this trajectory within its prompt's group."""
+        ...
+
+    @property
+    def branch_at(self) -> int | None:
+        """Token index where this state was forked from its parent (``None`` for a root)."""
+        ...
+
+    def fork(self: S, new_id: int | None = None) -> S:
+        """An independent copy at this point (its env forked), with ``parent`` = this id and ``branch_at``
+        = the current length."""
+        ...
+
+
+@runtime_checkable
+class RoundAgent(Protocol[S]):
+    """What the ARPO trainer uses of an agent: start episodes, play them round by round, finish them
+    (``agents.Agent`` implements it with ``agents.RolloutState``)."""
+
+    def start(self, env: TextEnv, *, options: dict[str, Any] | None = None, seed: int | None = None,
+              id: int = 0) -> S:
+        """Reset ``env`` and return the episode's initial state."""
+        ...
+
+    def generate_round(self, states: Sequence[S], params: SamplingParams) -> list[Generation]:
+        """One backend call for the (active) ``states``: one generation per state, in order."""
+        ...
+
+    def apply_round(self, states: Sequence[S], gens: Sequence[Generation]) -> None:
+        """Append each generation, step each env, append the observations."""
+        ...
+
+    def finish(self, state: S) -> Trajectory:
+        """The checked trajectory of a finished (or abandoned) episode."""
         ...

@@ -12,6 +12,10 @@ Semantics (ARPO.md section 1):
   and counts against the tool-call budget. ``step`` never raises on text.
 - Budgets: ``max_tool_calls`` counts all tools and malformed turns together; a call past it ends the
   episode (``truncated``), as does reaching ``max_turns``.
+- The turn just played: ``env.last_turn`` is a :class:`Turn` (the parsed action, the tool result, the
+  observation and ``is_tool_call``: whether the turn counted against the budget). This is the one place
+  that decides what a tool call is; agents and trainers read it instead of parsing ``info`` (whose keys
+  stay for Gymnasium users). ``env.stop_strings`` are the strings a generator should stop at.
 - Reward: 0 on non-final steps; on the final step ``reward_fn(response, task)`` where ``response`` is
   every action and observation of the episode concatenated (ARPO's reward by default).
 - Forking: see :mod:`arpo_env.fork`. ``fork()`` works for the stateless, state and replay kinds without
@@ -30,7 +34,7 @@ import gymnasium as gym
 
 from arpo_env.config import build
 from arpo_env.fork import ForkKind
-from arpo_env.parsing import Action, clean_text, extract_answer, format_result, parse_action
+from arpo_env.parsing import JSON_CALL_TAG, Action, clean_text, extract_answer, format_result, parse_action
 from arpo_env.rewards import arpo_reward
 from arpo_env.spaces import UnicodeText
 from arpo_env.task import ListTaskSource, Task, TaskSource
@@ -66,6 +70,29 @@ class EnvConfig:
                 raise ValueError(f"EnvConfig.{name} must be positive, got {getattr(self, name)}")
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One agent turn as the env played it (``TextEnv.last_turn`` after each ``step``)."""
+
+    action: Action
+    """The parsed turn (``tool``, ``answer``, ``invalid`` or ``none``)."""
+    observation: str
+    """What ``step`` returned: the ``<result>`` block, an error, or ``""`` after an answer."""
+    result: ToolResult | None = None
+    """The tool's result when a tool ran (only for counted calls of kind ``tool``), else ``None``."""
+    is_tool_call: bool = False
+    """True when the env counted this turn against ``max_tool_calls``: an executed call or a malformed
+    turn (unknown/unclosed tag, bad JSON, no tag at all, over-long). False for an answer, for a turn past
+    the budget (it ends the episode instead) and for a step after the episode ended."""
+
+    @property
+    def tool_error(self) -> bool:
+        """True when the turn was a malformed call or the tool reported an error."""
+        if not self.is_tool_call:
+            return False
+        return self.result is None or self.result.error
+
+
 @dataclass
 class Episode:
     """The bookkeeping of one episode: plain data, deep-copied by every fork."""
@@ -85,6 +112,8 @@ class Episode:
     terminated: bool = False
     truncated: bool = False
     reward: float | None = None
+    last_turn: Turn | None = None
+    """The latest turn played (``None`` right after reset)."""
 
     @property
     def done(self) -> bool:
@@ -183,6 +212,21 @@ class TextEnv(gym.Env[str, str]):
         acts = [f"<{t.name}>{t.example}</{t.name}>" for t in self.tools.values() if getattr(t, "example", "")]
         return acts + ["<answer>\\boxed{unknown}</answer>"]
 
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where a generator should stop a turn: ``</NAME>`` of each tool, ``</tool_call>`` when JSON calls
+        are accepted, and ``</answer>`` (in this order, without duplicates)."""
+        stops = [f"</{name}>" for name in self.tools]
+        if self.config.json_tool_calls:
+            stops.append(f"</{JSON_CALL_TAG}>")
+        stops.append("</answer>")
+        return tuple(dict.fromkeys(stops))
+
+    @property
+    def last_turn(self) -> Turn | None:
+        """The turn the latest ``step`` played (``None`` before the first step of an episode)."""
+        return self._episode.last_turn if self._episode is not None else None
+
     def _on_reset(self, task: Task) -> None:
         """Hook: reset per-episode tool state (e.g. restart a session)."""
 
@@ -217,7 +261,8 @@ class TextEnv(gym.Env[str, str]):
             raise gym.error.ResetNeeded("call reset() before step()")
         if ep.done:
             obs = format_result("Error: the episode has ended; call reset() to start a new one.")
-            return obs, 0.0, ep.terminated, ep.truncated, self._info(Action("invalid", error="episode ended"))
+            ep.last_turn = Turn(Action("invalid", error="episode ended"), obs)
+            return obs, 0.0, ep.terminated, ep.truncated, self._info(ep.last_turn)
         text = clean_text(action)
         cfg = self.config
         ep.turns += 1
@@ -227,6 +272,7 @@ class TextEnv(gym.Env[str, str]):
         else:
             act = parse_action(text, self.tools, json_calls=cfg.json_tool_calls)
         result: ToolResult | None = None
+        counted = False
         if act.kind == "answer":
             ep.answer = extract_answer(act.args or "")
             ep.terminated = True
@@ -237,6 +283,7 @@ class TextEnv(gym.Env[str, str]):
                                 "the episode ends.")
         else:
             ep.tool_calls += 1
+            counted = True
             if act.kind == "tool":
                 ep.tool_counts[act.name] = ep.tool_counts.get(act.name, 0) + 1
                 result = self._call_tool(act.name, act.args or "")
@@ -248,10 +295,11 @@ class TextEnv(gym.Env[str, str]):
             ep.truncated = True
         ep.actions.append(text)
         ep.observations.append(obs)
+        ep.last_turn = Turn(act, obs, result, counted)
         reward = 0.0
         if ep.done:
             ep.reward = reward = float(self._final_reward(ep))
-        return obs, reward, ep.terminated, ep.truncated, self._info(act, result)
+        return obs, reward, ep.terminated, ep.truncated, self._info(ep.last_turn)
 
     def end(self) -> float:
         """End the episode from the agent's side (it stopped without a call or an answer: end-of-sequence,
@@ -282,8 +330,10 @@ class TextEnv(gym.Env[str, str]):
         tools = self.config.format_tools if self.config.format_tools is not None else tuple(self.tools)
         return arpo_reward(ep.response, ep.task.answer, tools=tools, bonus_tools=self.config.bonus_tools)
 
-    def _info(self, act: Action, result: ToolResult | None = None) -> dict[str, Any]:
-        ep = self._episode
+    def _info(self, turn: Turn) -> dict[str, Any]:
+        """The Gymnasium ``info`` of a step: plain data derived from ``turn`` (for Gymnasium users; agents
+        read :attr:`last_turn`)."""
+        ep, act, result = self._episode, turn.action, turn.result
         return {"action": act.to_dict(), "error": act.error if act.kind in ("invalid", "none") else None,
                 "tool_error": bool(result and result.error),
                 "tool_metadata": copy.deepcopy(result.metadata) if result else {},

@@ -1,8 +1,7 @@
 """Throughput of the evaluation runner, printed as JSON.
 
-- ``scripted``: the runner driving a scripted policy (``arpo_env.agents.scripted.ScriptedAgent`` when installed,
-  else ``arpo_env.benchmarks.oracle.OracleAgent``) through the real env, scoring and durable writes: harness
-  overhead, in samples/s.
+- ``scripted``: the runner driving a scripted policy (``arpo_env.agents.scripted.ScriptedAgent``, the agent
+  ``--backend oracle`` also uses) through the real env, scoring and durable writes: harness overhead, in samples/s.
 - ``default_model``: the runner with the default model (embedded SmolLM2-135M-Instruct, hf backend),
   short generations (``--max-new-tokens``), in samples/s.
 Both at concurrency 1 and 4 (episodes per batched rollout). Env: ``arpo/Calculator-v0`` (always present).
@@ -29,14 +28,9 @@ ENV = "arpo/Calculator-v0"
 
 
 def scripted_agent():
-    try:
-        from arpo_env.agents.scripted import ScriptedAgent
+    from arpo_env.agents.scripted import ScriptedAgent
 
-        return ScriptedAgent(["<calculator>2+3</calculator>", "<answer>\\boxed{5}</answer>"]), "arpo_env.agents.scripted.ScriptedAgent"
-    except Exception:  # noqa: BLE001
-        from arpo_env.benchmarks.oracle import OracleAgent
-
-        return OracleAgent(tool_calls=1), "arpo_env.benchmarks.oracle.OracleAgent"
+    return ScriptedAgent(["<calculator>2+3</calculator>", "<answer>\\boxed{5}</answer>"]), "arpo_env.agents.scripted.ScriptedAgent"
 
 
 def measure(agent, n: int, concurrency: int, sampling: SamplingParams, label: str) -> dict:

@@ -65,8 +65,8 @@ def main() -> None:
     params = arpo_env.SamplingParams(temperature=args.temperature, top_p=0.95, top_k=20, repetition_penalty=1.1,
                                      max_new_tokens=args.max_new_tokens, seed=args.seed)
     states = [agent.start(e, seed=s) for e, s in zip(envs, seeds)]
-    prompts = [s.token_ids for s in states]
-    raw_params = dataclasses.replace(params, stop=agent.stop_strings(envs[0]))
+    prompts = [s.trajectory.token_ids for s in states]
+    raw_params = dataclasses.replace(params, stop=envs[0].stop_strings)
     for _ in range(args.warmup):
         backend.generate(prompts, dataclasses.replace(raw_params, max_new_tokens=min(8, args.max_new_tokens)))
     t0 = time.perf_counter()

@@ -1,4 +1,6 @@
-"""What a benchmark is: :class:`Benchmark` (data files, parser, metric, default env, prompt) and :class:`Sample`.
+"""What a benchmark is: :class:`Benchmark` (data files, parser, metric, default env, prompt) ; its samples are
+:class:`arpo_env.Task` s (``id`` the row's stable id, ``question`` as in the data, ``answer`` the gold
+aliases, ``metadata`` extra fields carried into results).
 
 :mod:`~arpo_env.benchmarks.catalog` (the built-ins) and :mod:`~arpo_env.benchmarks.registry` (lookup by
 name) both build on this module and not on each other.
@@ -11,23 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from arpo_env.benchmarks.data import DatasetFormatError, file_sha256, find_file, read_records
+from arpo_env.task import Task
 
 METRICS = ("em", "f1", "cover_em", "math_equiv", "judge")
 """Names a benchmark may use as its metric (see :mod:`arpo_env.benchmarks.metrics`)."""
-
-
-@dataclass
-class Sample:
-    """One benchmark question."""
-
-    id: str
-    """Stable within the benchmark (the file's id field, else the 0-based row index)."""
-    question: str
-    """The question as in the data (the benchmark's prompt template is applied at evaluation)."""
-    answer: list[str]
-    """Gold answers (aliases); metrics take the best over them."""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    """Extra fields (level, subject, answer type) carried into results."""
 
 
 RowParser = Callable[[dict[str, Any]], tuple[str | None, str, list[str], dict[str, Any]]]
@@ -83,7 +72,7 @@ class Benchmark:
     shipped: str | None = None
     """File name under ``benchmarks/data`` when the set ships with the package."""
     parser: RowParser = field(default_factory=qa_parser)
-    """Record -> sample fields."""
+    """Record -> task fields."""
     reader: Callable[[Path], list[tuple[int, dict[str, Any]]]] = read_records
     """File -> ``(line, record)`` pairs (the xbench reader decrypts here)."""
     keep: Callable[[dict[str, Any]], bool] | None = None
@@ -109,11 +98,13 @@ class Benchmark:
         return find_file(self.files, shipped=self.shipped, data_dir=data_dir, benchmark=self.name,
                          how_to_get=self.how_to_get)
 
-    def load(self, data_dir: str | Path | None = None, limit: int | None = None) -> list[Sample]:
-        """The samples, in file order (the first ``limit`` when given). Raises ``DatasetFormatError``
-        naming file and line for a bad record, ``DatasetMissingError`` when no file is found."""
+    def load(self, data_dir: str | Path | None = None, limit: int | None = None) -> list[Task]:
+        """The samples as tasks, in file order (the first ``limit`` when given); each task's ``id`` is the
+        file's id field, else the 0-based row index (stable within the benchmark). Raises
+        ``DatasetFormatError`` naming file and line for a bad record, ``DatasetMissingError`` when no file
+        is found."""
         path = self.path(data_dir)
-        out: list[Sample] = []
+        out: list[Task] = []
         seen: set[str] = set()
         for idx, (line, rec) in enumerate(self.reader(path)):
             if self.keep is not None and not self.keep(rec):
@@ -127,14 +118,20 @@ class Benchmark:
             if sid in seen:
                 raise DatasetFormatError(path, line, f"benchmark {self.name!r}: duplicate id {sid!r}")
             seen.add(sid)
-            out.append(Sample(sid, question, golds, meta))
+            out.append(Task(question, golds, id=sid, metadata=meta))
             if limit is not None and len(out) >= limit:
                 break
         return out
 
-    def render(self, sample: Sample) -> str:
+    def render(self, sample: Task) -> str:
         """The user prompt for ``sample``."""
         return self.prompt.replace("{question}", sample.question)
+
+    def episode_task(self, sample: Task) -> Task:
+        """The task an env plays for ``sample``: the rendered prompt as question, the same gold answers and
+        id, and ``metadata`` with ``benchmark`` set to this benchmark's name."""
+        return Task(self.render(sample), list(sample.answer), id=sample.id,
+                    metadata={"benchmark": self.name, **sample.metadata})
 
     def describe(self, data_dir: str | Path | None = None) -> dict[str, Any]:
         """Plain data for ``metadata.json``: everything about the benchmark that determines scores."""

@@ -1,64 +1,60 @@
-"""A scripted agent that needs no model: it plays each episode by a fixed policy through the real env
-(tool calls included) and answers the gold answer with a chosen probability.
+"""The oracle: a model-free policy for :class:`arpo_env.agents.scripted.ScriptedAgent` that plays each
+episode through the real env (tool calls included) and then answers the gold answer with a chosen
+probability.
 
-Used to test the evaluation harness (scores, resume) and to measure its overhead (``bench/eval.py``).
-It implements :class:`arpo_env.Agent`; its trajectories carry character codes as "token ids", so token
-counts are characters: good for bookkeeping tests, not for anything about models.
+Used to test the evaluation harness (scores, resume) and to measure its overhead (``bench/eval.py``;
+``arpo eval --backend oracle``). :class:`OracleAgent` is the scripted agent with this policy. Its "token
+ids" are character codes, so token counts are characters: good for bookkeeping tests, not for anything
+about models. The loss-mask contract is the scripted agent's: action characters 1, prompt and tool
+results 0; tool calls are the ones the env counted (``TextEnv.last_turn.is_tool_call``).
 """
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, cast
 
-from arpo_env.agent import SamplingParams, ToolCallRecord, Trajectory
+from arpo_env.agents.scripted import Policy, ScriptedAgent
+from arpo_env.env import TextEnv
 
 
-@dataclass
-class OracleAgent:
-    """Answers correctly with probability ``accuracy`` (per episode, from the reset seed)."""
+def char_ids(text: str) -> list[int]:
+    """The oracle's token ids: character codes (mod 50000), one per character."""
+    return [ord(c) % 50000 for c in text]
 
-    accuracy: float = 1.0
-    """Probability of answering the first gold answer; otherwise it answers ``wrong answer``."""
-    tool_calls: int = 1
-    """How many times it calls the env's first tool (its ``example`` argument) before answering."""
-    delay_s: float = 0.0
-    """Sleep per episode (simulates model time)."""
+
+def oracle_policy(accuracy: float = 1.0, tool_calls: int = 1, delay_s: float = 0.0) -> Policy:
+    """A :data:`~arpo_env.agents.scripted.Policy`: ``tool_calls`` calls of the env's first tool (its
+    ``example`` argument, else ``1``), then ``<answer>\\boxed{GOLD}</answer>`` with probability
+    ``accuracy`` (drawn once per episode from ``random.Random(reset seed)``), else ``wrong answer``.
+    An env without tools is answered at once. ``delay_s`` is slept at each episode's first turn
+    (simulates model time)."""
+
+    def policy(env: Any, turn: int, observation: str) -> str:
+        base = cast(TextEnv, env.unwrapped)
+        if turn == 0 and delay_s:
+            time.sleep(delay_s)
+        tool = next(iter(base.tools.values()), None)
+        if tool is not None and turn < tool_calls:
+            return (f"<think>use a tool</think><{tool.name}>{getattr(tool, 'example', '') or '1'}"
+                    f"</{tool.name}>")
+        answers = base.episode.task.answer
+        gold = answers[0] if answers else ""
+        answer = gold if random.Random(base.np_random_seed).random() < accuracy else "wrong answer"
+        return f"<think>done</think><answer>\\boxed{{{answer}}}</answer>"
+
+    return policy
+
+
+class OracleAgent(ScriptedAgent):
+    """The scripted agent with :func:`oracle_policy`: answers correctly with probability ``accuracy``
+    (per episode, from the reset seed) after ``tool_calls`` calls of the env's first tool."""
+
+    def __init__(self, accuracy: float = 1.0, tool_calls: int = 1, delay_s: float = 0.0, *,
+                 tool_workers: int = 16):
+        super().__init__(oracle_policy(accuracy, tool_calls, delay_s), tool_workers=tool_workers,
+                         encode=char_ids, chat_prompt=False)
+        self.accuracy, self.tool_calls, self.delay_s = accuracy, tool_calls, delay_s
 
     def describe(self) -> dict[str, Any]:
         return {"agent": "oracle", "accuracy": self.accuracy, "tool_calls": self.tool_calls}
-
-    def rollout(self, envs: Sequence[Any], params: SamplingParams, *,
-                options: Sequence[dict[str, Any] | None] | None = None,
-                seeds: Sequence[int | None] | None = None) -> list[Trajectory]:
-        out = []
-        for i, env in enumerate(envs):
-            opt = options[i] if options else None
-            seed = seeds[i] if seeds else None
-            prompt, info = env.reset(seed=seed, options=opt)
-            rng = random.Random(seed)
-            ep = env.episode
-            tool = next(iter(env.tools.values()), None)
-            for _ in range(self.tool_calls if tool is not None else 0):
-                _, _, term, trunc, _ = env.step(f"<think>use a tool</think><{tool.name}>"
-                                               f"{getattr(tool, 'example', '') or '1'}</{tool.name}>")
-                if term or trunc:
-                    break
-            if not ep.done:
-                gold = ep.task.answer[0] if ep.task.answer else ""
-                answer = gold if rng.random() < self.accuracy else "wrong answer"
-                env.step(f"<think>done</think><answer>\\boxed{{{answer}}}</answer>")
-            if self.delay_s:
-                time.sleep(self.delay_s)
-            text = ep.response
-            ids = [ord(c) % 50000 for c in prompt] + [ord(c) % 50000 for c in text]
-            n_p = len(prompt)
-            mask = [0] * n_p + [1] * len(text)
-            calls = [ToolCallRecord(name, None, False, t) for t, (a, name) in enumerate(
-                (a, n) for a in ep.actions for n in env.tools if f"<{n}>" in a)]
-            out.append(Trajectory(token_ids=ids, prompt_len=n_p, loss_mask=mask, logprobs=[0.0] * len(ids),
-                                  entropies=[0.0] * len(ids), tool_calls=calls, reward=ep.reward or 0.0,
-                                  terminated=ep.terminated, truncated=ep.truncated,
-                                  finish_reason="stop", answer=ep.answer, task=ep.task.to_dict(), text=text))
-        return out

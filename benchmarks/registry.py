@@ -1,7 +1,7 @@
 """The benchmark registry: benchmarks by name, and how to add one (what a benchmark is, its data,
 prompt, metric and default environment, is :class:`arpo_env.benchmarks.benchmark.Benchmark`).
 
-A ``Benchmark`` turns the records of a data file into ``Sample`` s. Add yours with one call::
+A ``Benchmark`` turns the records of a data file into :class:`arpo_env.Task` s. Add yours with one call::
 
     from arpo_env.benchmarks import register_jsonl
     register_jsonl("mybench", "data/mybench.jsonl", metric="f1", env_id="arpo/MultiTool-v0")

@@ -34,8 +34,9 @@ from arpo_env.benchmarks import metrics
 from arpo_env.benchmarks.judge import LLMJudge
 from arpo_env.benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
                                    package_versions, path_hash)
-from arpo_env.benchmarks.benchmark import Benchmark, Sample
+from arpo_env.benchmarks.benchmark import Benchmark
 from arpo_env.benchmarks.registry import get_benchmark
+from arpo_env.task import Task
 from arpo_env.benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
                                 write_metadata)
 
@@ -96,7 +97,8 @@ class EvalConfig:
 @dataclass
 class Item:
     bench: Benchmark
-    sample: Sample
+    sample: Task
+    """The benchmark's row (``Benchmark.load``); ``id`` is always set."""
     attempt: int
     seed: int
 
@@ -178,7 +180,7 @@ class SettingsChanged(RuntimeError):
                          "\nUse another --out, --new-run to archive them and start over, or --force to continue.")
 
 
-def score_row(bench: Benchmark, sample: Sample, prediction: str | None, judge: LLMJudge | None) -> dict[str, Any]:
+def score_row(bench: Benchmark, sample: Task, prediction: str | None, judge: LLMJudge | None) -> dict[str, Any]:
     """Scores of one prediction: EM, F1, cover-EM (+ math equivalence for math, + the judge when given),
     the benchmark's score (its metric, or the fallback) and ``correct`` (score >= 1, for pass@k)."""
     names = ["em", "f1", "cover_em"] + (["math_equiv"] if bench.category == "math" or bench.metric == "math_equiv" else [])
@@ -199,8 +201,7 @@ def _run_batch(agent: Agent, cfg: EvalConfig, batch: list[Item], judge: LLMJudge
         for it in batch:
             env_id, kw = env_for(cfg, it.bench)
             envs.append(arpo_env.make(env_id, **kw))
-            options.append({"question": it.bench.render(it.sample), "answer": it.sample.answer,
-                            "id": it.sample.id, "metadata": {"benchmark": it.bench.name, **it.sample.metadata}})
+            options.append({"task": it.bench.episode_task(it.sample)})
         params = SamplingParams(**{**asdict(cfg.sampling), "seed": batch[0].seed})
         trajs = agent.rollout(envs, params, options=options, seeds=[it.seed for it in batch])
         elapsed = time.perf_counter() - t0

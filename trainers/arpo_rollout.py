@@ -34,11 +34,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generic, Mapping, Sequence
 
 import numpy as np
 
-from arpo_env.agent import SamplingParams
+from arpo_env.agent import S, RoundAgent, SamplingParams
+from arpo_env.env import TextEnv
+from arpo_env.task import Task
 from arpo_env.trainers.config import BranchingConfig
 from arpo_env.trainers.tree import BranchEvent, RolloutTree
 
@@ -101,9 +103,9 @@ class RolloutBatch:
 
 
 @dataclass
-class _Group:
+class _Group(Generic[S]):
     options: dict[str, Any]
-    states: list[Any] = field(default_factory=list)
+    states: list[S] = field(default_factory=list)
     events: list[BranchEvent] = field(default_factory=list)
     h_initial: dict[int, float] = field(default_factory=dict)
     streak: int = 0
@@ -111,14 +113,15 @@ class _Group:
     target_n: int = 0
 
 
-class ARPORollout:
-    """Runs the adaptive rollout with an :class:`agents.Agent` (any backend) over fresh envs.
+class ARPORollout(Generic[S]):
+    """Runs the adaptive rollout with a :class:`arpo_env.RoundAgent` (``agents.Agent``, any backend) over
+    fresh envs; its episode states are :class:`arpo_env.EpisodeState` s.
 
     ``make_env()`` must return a new, independent env each call (an ``arpo_env.make`` closure).
     ``rng`` drives the branch draws only (sampling randomness is the backend's).
     """
 
-    def __init__(self, agent: Any, config: BranchingConfig, make_env: Callable[[], Any],
+    def __init__(self, agent: RoundAgent[S], config: BranchingConfig, make_env: Callable[[], TextEnv],
                  rng: np.random.Generator | None = None, *, vocab_size: int = 0):
         if config.initial_rollouts < 1 or config.initial_rollouts > config.rollouts_per_prompt:
             raise ValueError("initial_rollouts must be in [1, rollouts_per_prompt]")
@@ -127,7 +130,7 @@ class ARPORollout:
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
     # ----- pieces ----------------------------------------------------------------------------------------
-    def _start(self, group: _Group, count: int, stats: RolloutStats) -> list[Any]:
+    def _start(self, group: _Group[S], count: int, stats: RolloutStats) -> list[S]:
         new = []
         for _ in range(count):
             state = self.agent.start(self.make_env(), options=dict(group.options), id=len(group.states))
@@ -136,12 +139,12 @@ class ARPORollout:
         stats.trajectories_started += count
         return new
 
-    def _h(self, state: Any) -> float:
+    def _h(self, state: S) -> float:
         gen = state.last_generation
         return segment_entropy(gen.entropies if gen is not None else [], self.cfg.entropy_window,
                                self.cfg.entropy_measure, self.vocab_size)
 
-    def _round(self, states: Sequence[Any], params: SamplingParams, stats: RolloutStats) -> None:
+    def _round(self, states: Sequence[S], params: SamplingParams, stats: RolloutStats) -> None:
         t0 = time.perf_counter()
         gens = self.agent.generate_round(states, params)
         t1 = time.perf_counter()
@@ -152,12 +155,16 @@ class ARPORollout:
         stats.rounds += 1
 
     # ----- the algorithm ---------------------------------------------------------------------------------
-    def run(self, tasks: Sequence[dict[str, Any]], params: SamplingParams, *, evaluation: bool = False) -> RolloutBatch:
-        """Roll out every task (``reset`` options) and return one tree of exactly M leaves per task."""
+    def run(self, tasks: Sequence[Task | Mapping[str, Any]], params: SamplingParams, *,
+            evaluation: bool = False) -> RolloutBatch:
+        """Roll out every task and return one tree of exactly M leaves per task. A task is a
+        :class:`arpo_env.Task` or ``reset`` options (``{"task": Task, "system_prompt"?}`` or the plain
+        ``{"question", "answer", ...}`` form)."""
         cfg, stats = self.cfg, RolloutStats()
         m = cfg.rollouts_per_prompt
         branching = cfg.branching and not evaluation and params.temperature > 0
-        groups = [_Group(options=dict(t)) for t in tasks]  # fresh H_initial tables for every call
+        # fresh H_initial tables for every call
+        groups: list[_Group[S]] = [_Group(options={"task": t} if isinstance(t, Task) else dict(t)) for t in tasks]
 
         if branching and cfg.dynamic_split:
             self._probe(groups, params, stats)
@@ -176,14 +183,14 @@ class ARPORollout:
                 owners = [(g, s) for g in groups for s in g.states if not s.done]
                 if not owners:
                     break
-                calls_before = [len(s.tool_calls) for _, s in owners]
                 self._round([s for _, s in owners], params, stats)
                 grew: set[int] = set()
-                for (g, s), before in zip(owners, calls_before):
+                for g, s in owners:
                     h = self._h(s)
                     if s.id not in g.h_initial:
                         g.h_initial[s.id] = h
-                    if branching and len(s.tool_calls) > before and not s.done:
+                    turn = s.last_turn  # the env's own fact: this round's turn counted as a tool call
+                    if branching and turn is not None and turn.is_tool_call and not s.done:
                         if self._try_branch(g, s, h, stats):
                             grew.add(id(g))
                 for g in groups:
@@ -201,7 +208,7 @@ class ARPORollout:
                         closed.add(id(s.env))
                         s.env.close()
 
-    def _try_branch(self, g: _Group, s: Any, h: float, stats: RolloutStats) -> bool:
+    def _try_branch(self, g: _Group[S], s: S, h: float, stats: RolloutStats) -> bool:
         cfg = self.cfg
         h0 = g.h_initial.get(s.id, h)
         penalty = max(0.0, 1.0 - cfg.branch_penalty_rate * g.streak) if cfg.branch_penalty else 1.0
@@ -217,6 +224,7 @@ class ARPORollout:
             if not ok:
                 continue
             child = s.fork(new_id=len(g.states))
+            assert child.branch_at is not None, "a fork records its branch point"
             g.states.append(child)
             g.h_initial[child.id] = h0
             g.events.append(BranchEvent(parent=s.id, child=child.id, branch_at=child.branch_at,
@@ -226,13 +234,14 @@ class ARPORollout:
             made = True
         return made
 
-    def _probe(self, groups: list[_Group], params: SamplingParams, stats: RolloutStats) -> None:
+    def _probe(self, groups: list[_Group[S]], params: SamplingParams, stats: RolloutStats) -> None:
         """AEPO dynamic split: one probe trajectory per prompt, up to two rounds, sets each prompt's N."""
         probes = [self._start(g, 1, stats)[0] for g in groups]
         h_root = [math.nan] * len(groups)
         h_tool = [math.nan] * len(groups)
         for r in range(2):
-            live = [(i, s) for i, s in enumerate(probes) if not s.done and (r == 0 or s.tool_calls)]
+            live = [(i, s) for i, s in enumerate(probes)
+                    if not s.done and (r == 0 or (s.last_turn is not None and s.last_turn.is_tool_call))]
             if not live:
                 break
             self._round([s for _, s in live], params, stats)

@@ -7,24 +7,43 @@
   ``answer`` "rationale #### N" becomes ``N``). Epochs are seeded permutations. verl files store ``\\b`` of
   ``\\boxed`` as a backspace character: :func:`repair_backspace` fixes it on load. The row's own system
   prompt goes to ``metadata["system_prompt"]``, and with ``use_data_system_prompt`` also to the options'
-  ``system_prompt`` (the env then shows it instead of its own).
+  ``system_prompt`` (the env then shows it instead of its own): :meth:`TaskStream.options` builds the
+``reset`` options ``{"task": Task, "system_prompt"?}``.
 
-A task is a ``reset`` options dict ``{"question", "answer", "id", "metadata"}``.
+A stream yields :class:`arpo_env.Task` s; the options dict exists only at the env's ``reset`` boundary.
 Not covered: streaming datasets larger than memory.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from arpo_env.task import Task
+
 
 class TaskStream(Protocol):
-    def get(self, index: int) -> dict[str, Any]:
+    def get(self, index: int) -> Task:
         """Task number ``index`` (a pure function of the index)."""
         ...
+
+    def options(self, task: Task) -> dict[str, Any]:
+        """The ``reset`` options that play ``task`` (``{"task": task}``, plus the row's own
+        ``system_prompt`` where the stream is told to use it)."""
+        ...
+
+
+def reset_options(task: Task, use_system_prompt: bool = False) -> dict[str, Any]:
+    """``{"task": task}``, with ``"system_prompt": task.metadata["system_prompt"]`` when
+    ``use_system_prompt`` and the task has one (``TextEnv.reset`` then shows it instead of its own)."""
+    opts: dict[str, Any] = {"task": task}
+    system = task.metadata.get("system_prompt")
+    if use_system_prompt and system:
+        opts["system_prompt"] = system
+    return opts
 
 
 def repair_backspace(text: str) -> str:
@@ -40,10 +59,13 @@ class EnvTasks:
         env.close()
         self.seed = seed
 
-    def get(self, index: int) -> dict[str, Any]:
+    def get(self, index: int) -> Task:
         task = self.source.sample(np.random.default_rng([self.seed, index]))
-        return {"question": task.question, "answer": list(task.answer), "id": task.id or f"gen-{index}",
-                "metadata": dict(task.metadata)}
+        return Task(task.question, list(task.answer), id=task.id or f"gen-{index}",
+                    metadata=copy.deepcopy(task.metadata))
+
+    def options(self, task: Task) -> dict[str, Any]:
+        return reset_options(task)
 
 
 class FileTasks:
@@ -52,13 +74,13 @@ class FileTasks:
         self.use_system_prompt = use_system_prompt
         if not self.path.exists():
             raise FileNotFoundError(f"training data {self.path} does not exist")
-        self.rows = self._load()
+        self.rows: list[Task] = self._load()
         if not self.rows:
             raise ValueError(f"{self.path} holds no tasks")
         self.seed = seed
         self._perm: dict[int, np.ndarray] = {}
 
-    def _load(self) -> list[dict[str, Any]]:
+    def _load(self) -> list[Task]:
         if self.path.suffix == ".parquet":
             try:
                 import pyarrow.parquet as pq
@@ -76,8 +98,8 @@ class FileTasks:
                 meta = {"data_source": r.get("data_source"), "ability": r.get("ability")}
                 if system:
                     meta["system_prompt"] = repair_backspace(system)
-                rows.append({"question": repair_backspace(question), "answer": [repair_backspace(str(gold))],
-                             "id": f"{self.path.stem}-{i}", "metadata": meta})
+                rows.append(Task(repair_backspace(question), [repair_backspace(str(gold))],
+                                 id=f"{self.path.stem}-{i}", metadata=meta))
             return rows
         rows = []
         with open(self.path) as f:
@@ -89,19 +111,18 @@ class FileTasks:
                 a = r.get("answer")
                 if isinstance(a, str) and "####" in a:
                     a = a.split("####")[-1].strip().replace(",", "")
-                rows.append({"question": q, "answer": a if isinstance(a, list) else [str(a)],
-                             "id": str(r.get("id", r.get("idx", i))), "metadata": {}})
+                rows.append(Task(q, a if isinstance(a, list) else [str(a)], id=str(r.get("id", r.get("idx", i)))))
         return rows
 
-    def get(self, index: int) -> dict[str, Any]:
+    def get(self, index: int) -> Task:
         n = len(self.rows)
         epoch, pos = divmod(index, n)
         if epoch not in self._perm:
             self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(n)}
-        task = dict(self.rows[int(self._perm[epoch][pos])])
-        if self.use_system_prompt and task.get("metadata", {}).get("system_prompt"):
-            task["system_prompt"] = task["metadata"]["system_prompt"]  # TextEnv.reset takes it per episode
-        return task
+        return copy.deepcopy(self.rows[int(self._perm[epoch][pos])])
+
+    def options(self, task: Task) -> dict[str, Any]:
+        return reset_options(task, self.use_system_prompt)
 
 
 def make_task_stream(cfg: Any) -> TaskStream:

@@ -24,12 +24,14 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from arpo_env.agent import SamplingParams
+from arpo_env.env import TextEnv
+from arpo_env.task import Task
 from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
 from arpo_env.trainers.arpo_rollout import ARPORollout, RolloutBatch
 from arpo_env.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -37,6 +39,9 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+
+if TYPE_CHECKING:
+    from arpo_env.agents.rollout import RolloutState
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[["Trainer", int], dict[str, float]]
@@ -108,9 +113,9 @@ class Trainer:
                            tool_workers=cfg.tool_workers)
         self.branch_rng = np.random.default_rng([cfg.seed, 1])
         env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
-        self.make_env = lambda: arpo_env.make(env_id, **env_kwargs)
-        self.rollout = ARPORollout(self.agent, cfg.rollout, self.make_env, self.branch_rng,
-                                   vocab_size=len(tokenizer))
+        self.make_env: Callable[[], TextEnv] = lambda: arpo_env.make(env_id, **env_kwargs)
+        self.rollout: ARPORollout[RolloutState] = ARPORollout(self.agent, cfg.rollout, self.make_env,
+                                                              self.branch_rng, vocab_size=len(tokenizer))
         self.tasks = make_task_stream(cfg)
         self.eval_fn = eval_fn
         self.step = 0
@@ -147,9 +152,11 @@ class Trainer:
         return token_logprobs(logits, ids[:, 1:], temperature=temp)
 
     # ----- one step ---------------------------------------------------------------------------------------
-    def collect(self, tasks: list[dict[str, Any]]) -> RolloutBatch:
+    def collect(self, tasks: Sequence[Task]) -> RolloutBatch:
+        """Roll out ``tasks`` (from :attr:`tasks`; each played with the stream's ``reset`` options)."""
+        options = [self.tasks.options(t) for t in tasks]
         with torch.no_grad(), self._autocast():
-            return self.rollout.run(tasks, self.sampling_params())
+            return self.rollout.run(options, self.sampling_params())
 
     def build_sequences(self, batch: RolloutBatch) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """Per leaf: ids, train mask, per-token advantages (GRPO per prompt, soft/hard, entropy-aware)."""
@@ -267,7 +274,8 @@ class Trainer:
         envs = [self.make_env() for _ in tasks]
         try:
             with torch.no_grad(), self._autocast():
-                trajs = self.agent.rollout(envs, self.sampling_params(greedy=True), options=tasks)
+                trajs = self.agent.rollout(envs, self.sampling_params(greedy=True),
+                                           options=[self.tasks.options(t) for t in tasks])
         finally:
             for e in envs:
                 e.close()

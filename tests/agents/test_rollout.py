@@ -100,8 +100,8 @@ def test_observations_carry_no_bos():
     agent = Agent(HFBackend(model, tok), tok)
     ids = agent.observation_ids("<result>\n3\n</result>")
     assert tok.bos_token_id not in ids and tok.decode(ids) == "<result>\n3\n</result>"
-    assert agent.stop_strings(arpo_env.make("arpo/Calculator-v0")) == ("</calculator>", "</tool_call>",
-                                                                         "</answer>")
+    assert arpo_env.make("arpo/Calculator-v0").stop_strings == ("</calculator>", "</tool_call>", "</answer>")
+    assert arpo_env.make("arpo/Calculator-v0", json_tool_calls=False).stop_strings == ("</calculator>", "</answer>")
 
 
 def test_response_budget_is_enforced(tiny):
@@ -158,11 +158,22 @@ def test_rollout_states_fork_independently():
     state = agent.start(arpo_env.make("arpo/Calculator-v0"), options={"question": "2+2?", "answer": "4"})
     agent.advance([state], SamplingParams())
     child = state.fork(new_id=1)
-    assert child.parent == 0 and child.branch_at == len(state.token_ids)
+    parent, kid = state.trajectory, child.trajectory
+    assert kid.parent == 0 and child.branch_at == len(parent.token_ids) and child.id == 1
     agent.advance([child], SamplingParams())
-    assert len(child.token_ids) > len(state.token_ids) and len(state.turn_spans) == 1
+    assert len(kid.token_ids) > len(parent.token_ids) and len(parent.turn_spans) == 1
     assert state.env.unwrapped.episode.tool_calls == 1 and child.env.unwrapped.episode.tool_calls == 2
-    assert child.token_ids[:child.branch_at] == state.token_ids
+    assert kid.token_ids[:child.branch_at] == parent.token_ids
+    assert len(parent.tool_calls) == 1 and len(kid.tool_calls) == 2
+    # no list of the record is shared between parent and child
+    for name in ("token_ids", "loss_mask", "logprobs", "entropies", "turn_spans", "tool_calls"):
+        assert getattr(kid, name) is not getattr(parent, name), name
+    assert kid.task == parent.task and kid.task is not parent.task
+    assert all(a is not b for a, b in zip(kid.tool_calls, parent.tool_calls))
+    n = len(parent.token_ids)
+    agent.advance([state], SamplingParams())
+    assert len(parent.token_ids) > n and kid.token_ids[:n] == parent.token_ids[:n]
+    assert agent.finish(state) is parent and agent.finish(child) is kid
 
 
 def test_backend_completer_is_a_text_completer():
@@ -173,3 +184,19 @@ def test_backend_completer_is_a_text_completer():
     assert isinstance(c, TextCompleter)
     out = c.complete([{"role": "user", "content": "Summarise: the page."}], max_new_tokens=5)
     assert isinstance(out, str) and "<|im_end|>" not in out
+
+
+def test_trajectory_tool_calls_are_the_turns_the_env_counted(tiny):
+    *_, envs, trajs = _rollout(tiny, n=6, max_new_tokens=24)
+    for env, t in zip(envs, trajs):
+        assert len(t.tool_calls) == env.episode.tool_calls  # one record per budget-counted turn, no more
+        assert all(0 <= c.turn < len(t.turn_spans) for c in t.tool_calls)
+
+
+def test_an_eos_turn_without_a_tag_is_recorded_as_the_env_counts_it():
+    _, tok = tiny_model_and_tokenizer("qwen2")
+    agent = Agent(ScriptBackend(tok, ["I think it is 391."]), tok)
+    env = arpo_env.make("arpo/Calculator-v0")
+    (traj,) = agent.rollout([env], SamplingParams(), options=[{"question": "What is 17*23?", "answer": "391"}])
+    assert env.last_turn.action.kind == "none" and env.last_turn.is_tool_call
+    assert [(c.name, c.error, c.turn) for c in traj.tool_calls] == [(None, True, 0)]

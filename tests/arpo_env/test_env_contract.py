@@ -111,3 +111,88 @@ def test_agent_side_end_truncates_with_the_final_reward():
     assert env.end() == -1.0 and env.episode.tool_calls == 1  # idempotent
     obs, *_, info = env.step("<answer>\\boxed{2}</answer>")
     assert info["error"] == "episode ended"
+
+
+def _calc(**kw):
+    env = arpo_env.make("arpo/Calculator-v0", **kw)
+    env.reset(options={"question": "17*23?", "answer": "391"})
+    return env
+
+
+def test_last_turn_of_a_tool_call_and_an_answer():
+    env = _calc()
+    assert env.last_turn is None
+    obs, *_ = env.step("<calculator>17*23</calculator>")
+    turn = env.last_turn
+    assert isinstance(turn, arpo_env.Turn) and turn.is_tool_call and not turn.tool_error
+    assert turn.action == arpo_env.Action("tool", name="calculator", args="17*23")
+    assert turn.observation == obs and "391" in turn.result.text and not turn.result.error
+    obs, _, term, _, info = env.step("<answer>\\boxed{391}</answer>")
+    turn = env.last_turn
+    assert term and turn.action.kind == "answer" and not turn.is_tool_call and turn.result is None
+    assert turn.observation == obs == "" and not turn.tool_error
+    assert info["action"] == turn.action.to_dict()  # the Gymnasium info is derived from the same turn
+    env.reset(options={"question": "1?", "answer": "1"})
+    assert env.last_turn is None  # a new episode starts without a turn
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("<calculator>1+1", "invalid"),                     # unclosed tag
+    ("<search>x</search>", "none"),                      # a tag of a tool this env does not have
+    ('<tool_call>{"name": 1}</tool_call>', "invalid"),   # bad JSON call
+    ("just thinking aloud", "none"),                     # no tag at all
+])
+def test_malformed_turns_are_tool_calls_exactly_where_the_budget_counts_them(text, kind):
+    env = _calc(max_tool_calls=2)
+    for i in range(2):
+        obs, _, term, trunc, info = env.step(text)
+        turn = env.last_turn
+        assert turn.action.kind == kind and turn.is_tool_call and turn.tool_error and turn.result is None
+        assert turn.observation == obs and "Error" in obs and not (term or trunc)
+        assert env.episode.tool_calls == info["tool_calls"] == i + 1  # counted by the budget
+    # past the budget the same turn is not counted: it ends the episode
+    obs, _, term, trunc, info = env.step(text)
+    assert trunc and not env.last_turn.is_tool_call and env.episode.tool_calls == 2
+    assert env.last_turn.observation == obs and "budget" in obs
+
+
+def test_over_long_action_is_a_counted_malformed_turn():
+    env = _calc(max_action_chars=10)
+    env.step("<calculator>1+1+1+1+1</calculator>")
+    assert env.last_turn.action.kind == "invalid" and env.last_turn.is_tool_call
+    assert env.episode.tool_calls == 1 and env.episode.invalid_calls == 1
+
+
+def test_last_turn_past_the_budget_and_after_the_end():
+    env = _calc(max_tool_calls=1)
+    env.step("<calculator>1+1</calculator>")
+    assert env.last_turn.is_tool_call and env.episode.tool_calls == 1
+    obs, _, _, trunc, _ = env.step("<calculator>2+2</calculator>")
+    turn = env.last_turn
+    assert trunc and turn.action.kind == "tool" and not turn.is_tool_call and turn.result is None
+    assert not turn.tool_error and "budget" in turn.observation
+    obs, *_ = env.step("<calculator>3+3</calculator>")  # the episode has ended
+    assert not env.last_turn.is_tool_call and "ended" in env.last_turn.observation
+    assert env.episode.tool_calls == 1
+
+
+def test_a_tool_error_is_a_tool_call_with_an_error():
+    env = _calc()
+    env.step("<calculator>1/0</calculator>")
+    turn = env.last_turn
+    assert turn.is_tool_call and turn.result is not None and turn.result.error and turn.tool_error
+
+
+def test_last_turn_follows_forks():
+    env = _calc()
+    env.step("<calculator>17*23</calculator>")
+    child = env.fork()
+    assert child.last_turn == env.last_turn
+    child.step("<answer>\\boxed{391}</answer>")
+    assert child.last_turn.action.kind == "answer" and env.last_turn.action.kind == "tool"
+
+
+def test_stop_strings_come_from_the_env():
+    env = arpo_env.make("arpo/Calculator-v0")
+    assert env.stop_strings == ("</calculator>", "</tool_call>", "</answer>")
+    assert arpo_env.make("arpo/Calculator-v0", json_tool_calls=False).stop_strings == ("</calculator>", "</answer>")

@@ -89,7 +89,7 @@ class Flaky(OracleAgent):
     broken = True
 
     def rollout(self, envs, params, *, options=None, seeds=None):
-        if self.broken and any("Lilu" in o["question"] for o in options):
+        if self.broken and any("Lilu" in o["task"].question for o in options):
             raise RuntimeError("backend fell over")
         return super().rollout(envs, params, options=options, seeds=seeds)
 
@@ -205,3 +205,33 @@ def test_eval_set_help_example_builds_every_default_env():
             assert kw[key] == kwargs[key] and getattr(env.unwrapped.config, key) == kwargs[key]
         finally:
             env.close()
+
+
+def test_the_oracle_is_a_scripted_policy_with_the_loss_mask_contract():
+    import arpo_env
+    from arpo_env.agents.scripted import ScriptedAgent
+    from arpo_env.benchmarks.oracle import char_ids, oracle_policy
+
+    agent = OracleAgent(accuracy=1.0, tool_calls=2)
+    assert isinstance(agent, ScriptedAgent) and isinstance(agent, arpo_env.Agent)
+    envs = [arpo_env.make(CALC) for _ in range(3)]
+    opts = [{"task": arpo_env.Task(f"What is {i}+1?", [str(i + 1)])} for i in range(3)]
+    trajs = agent.rollout(envs, SamplingParams(), options=opts, seeds=[0, 1, 2])
+    for i, (env, t) in enumerate(zip(envs, trajs)):
+        t.check()
+        ep = env.episode
+        assert t.terminated and t.answer == str(i + 1) and t.reward == ep.reward == 1.0
+        assert len(t.tool_calls) == ep.tool_calls == 2 and [c.name for c in t.tool_calls] == ["calculator"] * 2
+        assert t.token_ids[:t.prompt_len] == char_ids(ep.prompt)
+        model = "".join(ep.actions)
+        assert sum(t.loss_mask) == len(char_ids(model))          # model tokens mask 1 ...
+        for (start, end), action in zip(t.turn_spans, ep.actions):
+            assert t.token_ids[start:end] == char_ids(action) and set(t.loss_mask[start:end]) == {1}
+        assert t.text == ep.response                              # ... tool results mask 0
+    # the per-episode draw comes from the reset seed: the same seeds give the same answers
+    wrong = ScriptedAgent(oracle_policy(accuracy=0.5, tool_calls=0)).rollout(
+        [arpo_env.make(CALC) for _ in range(20)], None, options=[opts[0]] * 20, seeds=list(range(20)))
+    again = OracleAgent(accuracy=0.5, tool_calls=0).rollout(
+        [arpo_env.make(CALC) for _ in range(20)], None, options=[opts[0]] * 20, seeds=list(range(20)))
+    assert [t.answer for t in wrong] == [t.answer for t in again]
+    assert {t.answer for t in wrong} == {"1", "wrong answer"} and all(not t.tool_calls for t in wrong)

@@ -128,3 +128,33 @@ def test_branch_penalty_and_dynamic_split():
     batch = ro.run([TASK], SamplingParams(temperature=1.0))
     # H_root - H_tool = 2: N = floor(16 * sigmoid(1)) + 1 = 12
     assert batch.stats.initial_n == [12] and batch.trees[0].size == 16
+
+
+def test_branching_follows_the_envs_tool_call_fact():
+    """A malformed call the env counts against the budget is a branch point; an answer and a call past the
+    budget are not. Every fork draw happens right after a turn with ``Turn.is_tool_call``."""
+    def script(turn, rng):
+        n = int(rng.integers(1000))
+        if turn == 0:
+            return f'<think>#{n}</think><tool_call>{{"name": 1}}</tool_call>', 1.0   # malformed, counted
+        if turn == 1:
+            return f"<think>#{n}</think><calculator>2+2</calculator>", 1.0            # past the budget of 1
+        return f"<think>#{n}</think><answer>\\boxed{{4}}</answer>", 1.0
+
+    agent = Agent(ScriptedBackend(script), CharTokenizer(), max_response_tokens=4000, tool_workers=2)
+    conf = BranchingConfig(rollouts_per_prompt=6, initial_rollouts=2, beam_size=2, alpha=1.0, beta=0.0)
+    ro = ARPORollout(agent, conf, lambda: arpo_env.make("arpo/Calculator-v0", max_tool_calls=1),
+                     np.random.default_rng(0))
+    batch = ro.run([arpo_env.Task("What is 2 + 2?", ["4"])], SamplingParams(temperature=1.0))
+    (tree,) = batch.trees
+    assert tree.size == 6
+    # the two roots fork once each after their malformed call (P = 1); nothing forks at the truncating call
+    assert batch.stats.branch_attempts == batch.stats.branches == 2
+    for leaf in tree.leaves:
+        assert leaf.truncated and [(c.name, c.error) for c in leaf.tool_calls] == [(None, True)]
+    forked = [leaf for leaf in tree.leaves if leaf.parent is not None]
+    assert len(forked) == 2
+    for leaf in forked:  # each branch point is right after the error observation of the malformed call
+        prefix = "".join(map(chr, leaf.token_ids[:leaf.branch_at]))
+        assert prefix.endswith("</result>") and "Error" in prefix.rsplit("<result>", 1)[1]
+        assert tree.leaves[leaf.parent].token_ids[:leaf.branch_at] == leaf.token_ids[:leaf.branch_at]

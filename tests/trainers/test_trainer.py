@@ -116,9 +116,12 @@ def test_data_system_prompt_reaches_the_env(tmp_path):
     data = tmp_path / "t.jsonl"
     data.write_text(json.dumps({"question": "2+2?", "answer": "4"}) + "\n")
     stream = FileTasks(data, use_system_prompt=True)
-    stream.rows[0]["metadata"]["system_prompt"] = "Use \\boxed{}."
+    stream.rows[0].metadata["system_prompt"] = "Use \\boxed{}."
     task = stream.get(0)
-    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=task)
+    assert isinstance(task, arpo_env.Task) and task.question == "2+2?" and task.answer == ["4"]
+    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=stream.options(task))
     assert info["system_prompt"] == "Use \\boxed{}." and info["messages"][0]["content"] == "Use \\boxed{}."
-    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=FileTasks(data).get(0))
+    plain = FileTasks(data)
+    plain.rows[0].metadata["system_prompt"] = "Use \\boxed{}."
+    _, info = arpo_env.make("arpo/Calculator-v0").reset(options=plain.options(plain.get(0)))
     assert "<calculator>" in info["system_prompt"]
