@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 from arpo_env.envs.deadline import run_with_deadline
+from arpo_env.extras import require
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
               "application/xml", "text/xml")
@@ -117,6 +118,9 @@ class HttpFetcher:
     """Live fetching with httpx (see module docstring). Thread-safe; shared by env forks."""
 
     def __init__(self, config: FetchConfig | None = None):
+        # checked when built: a missing library must not turn into an error observation per fetch
+        for module in ("httpx", "trafilatura"):
+            require("browse", module, needed_by="live fetching (arpo/Browse-v0, source='live')")
         self.config = config or FetchConfig()
 
     def fetch(self, url: str) -> Page:
