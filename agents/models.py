@@ -66,8 +66,9 @@ def embedded_model_dir() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to safetensors in %s (once)", gguf.name, target)
-    for module in ("torch", "transformers", "gguf"):  # transformers reads GGUF files with gguf
-        require("agents", module, needed_by="the embedded SmolLM2")
+    require("agents", "torch", needed_by="the embedded SmolLM2")
+    require("agents", "transformers", needed_by="the embedded SmolLM2")
+    require("agents", "gguf", needed_by="the embedded SmolLM2")  # transformers reads GGUF files with it
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

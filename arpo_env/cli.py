@@ -129,7 +129,7 @@ def _load_command_modules() -> None:
             log.warning("arpo: CLI plugin %r failed to load: %s", ep.name, exc)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``arpo`` console script (``argv``: the arguments, default ``sys.argv[1:]``)."""
     try:
         _load_command_modules()

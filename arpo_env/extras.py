@@ -25,7 +25,7 @@ from types import ModuleType
 #: Each extra and the import names of the libraries it provides (those arpo-env imports itself).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "search": ("bm25s", "Stemmer", "ddgs"),
-    "browse": ("httpx", "trafilatura"),
+    "browse": ("httpx", "trafilatura", "lxml"),
     "python": (),
     "docker": ("docker",),
     "agents": ("torch", "transformers", "tokenizers", "safetensors", "gguf", "accelerate", "httpx"),

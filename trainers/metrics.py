@@ -33,8 +33,8 @@ class MetricsLogger:
         self._file = open(self.path, "a")
         self.writer = None
         if tensorboard:
-            for module in ("torch", "tensorboard"):
-                require("train", module, needed_by="TensorBoard logging", hint="or set tensorboard: false")
+            require("train", "torch", needed_by="TensorBoard logging")
+            require("train", "tensorboard", needed_by="TensorBoard logging", hint="or set tensorboard: false")
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.dir / "tb"))
 

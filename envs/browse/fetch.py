@@ -119,8 +119,8 @@ class HttpFetcher:
 
     def __init__(self, config: FetchConfig | None = None):
         # checked when built: a missing library must not turn into an error observation per fetch
-        for module in ("httpx", "trafilatura"):
-            require("browse", module, needed_by="live fetching (arpo/Browse-v0, source='live')")
+        require("browse", "httpx", needed_by="live fetching (arpo/Browse-v0, source='live')")
+        require("browse", "trafilatura", needed_by="live fetching (arpo/Browse-v0, source='live')")
         self.config = config or FetchConfig()
 
     def fetch(self, url: str) -> Page:

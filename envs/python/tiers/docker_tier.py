@@ -58,7 +58,7 @@ class DockerTier:
             client = self.client(config)
         except SandboxUnavailable as exc:
             return False, str(exc)
-        import docker
+        docker = require("docker", "docker", needed_by="the docker sandbox tier")  # present: the client worked
         try:
             client.images.get(config.docker_image)
         except docker.errors.ImageNotFound:
