@@ -205,3 +205,29 @@ def test_a_fresh_venv_with_the_core_only_works_without_torch(tmp_path, capsys):
     with capsys.disabled():
         print(f"\n[core install] site-packages of a fresh venv with `pip install .`: {size_mb:.0f} MB")
     assert size_mb < 400  # torch alone is several times this
+
+
+HEAVY = ("torch", "transformers", "tokenizers", "safetensors", "vllm", "bm25s", "Stemmer", "ddgs", "httpx",
+         "trafilatura", "docker", "math_verify", "matplotlib", "peft", "pyarrow", "tensorboard")
+
+
+def test_the_core_paths_import_no_optional_library(tmp_path):
+    """``import arpo_env``, making and playing the calculator env, every CLI command module (``arpo --help``)
+    and listing every env (``arpo envs`` imports each env class) leave the optional libraries unimported,
+    even where they are installed."""
+    code = textwrap.dedent(f"""
+        import contextlib, io, sys
+        import arpo_env
+        e = arpo_env.make('arpo/Calculator-v0'); e.reset(seed=0); e.step(e.example_actions()[0])
+        from arpo_env import cli
+        cli._load_command_modules()
+        with contextlib.redirect_stdout(io.StringIO()):
+            for args in (['--help'], ['envs']):
+                try:
+                    cli.app(args=args, prog_name='arpo')
+                except SystemExit as exc:
+                    assert exc.code == 0, exc.code
+        print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+    """)
+    proc = run([sys.executable, "-c", code], cwd=tmp_path)
+    assert proc.stdout.strip() == "[]", proc.stdout
