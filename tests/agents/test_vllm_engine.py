@@ -3,24 +3,21 @@ scripts/setup_vllm_venv.sh) serves the embedded SmolLM2 to the rollout loop. Slo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from vllm_support import vllm_python
+from vllm_support import vllm_env, vllm_python
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 
 
 def test_rollout_through_the_offline_vllm_engine():
     from arpo_env.agents.models import embedded_model_dir
     py = vllm_python()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu"}
-    proc = subprocess.run([py, str(HERE / "vllm_rollout_probe.py"), str(embedded_model_dir())], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([py, str(HERE / "vllm_rollout_probe.py"), str(embedded_model_dir())], env=vllm_env(),
+                          capture_output=True, text=True, timeout=600, cwd=HERE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     trajs, summary = lines[:-1], lines[-1]
