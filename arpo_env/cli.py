@@ -6,7 +6,7 @@ file: each module in :data:`COMMAND_MODULES` (and each entry point of the group 
 their commands, not at import time, so ``arpo --help`` stays fast and works on the core install.
 
 A command that needs a missing extra (:class:`arpo_env.extras.MissingExtra`) prints one line, e.g.
-``arpo: arpo_env.envs.search.bm25 needs 'bm25s', which is not installed: pip install 'arpo-env[search]'``,
+``arpo: arpo/Search-v0's BM25 index needs 'bm25s', which is not installed: pip install 'arpo-env[search]'``,
 and exits with status 2 (no traceback).
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ sandbox runs on the standard library). Code that needs an optional library impor
 :func:`require` (or, for imports at the top of a module, converts the error with :func:`missing_extra`), so a missing one raises :class:`MissingExtra`, whose message is one line naming what
 needs the library and the exact command that installs it::
 
-    arpo_env.envs.search.bm25 needs 'bm25s', which is not installed: pip install 'arpo-env[search]'
+    arpo/Search-v0's BM25 index needs 'bm25s', which is not installed: pip install 'arpo-env[search]'
 
 The ``arpo`` command line prints that line (no traceback) and exits with status 2.
 

@@ -72,6 +72,7 @@ class BM25Backend:
     def __init__(self, corpus: str | Path = BUNDLED_CORPUS, *, passages: list[Passage] | None = None,
                  params: BM25Params | None = None, index_dir: str | Path | None = None,
                  use_disk_cache: bool = True):
+        require("search", "bm25s", needed_by="arpo/Search-v0's BM25 index")
         self.params = params or BM25Params()
         self.passages = passages if passages is not None else load_corpus(corpus)
         self.corpus_hash = corpus_hash(self.passages)
