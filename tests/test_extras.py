@@ -166,3 +166,13 @@ def test_the_cli_prints_one_line_and_exits_2_on_a_missing_extra(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith("arpo: ") and lines[0].endswith("pip install 'arpo-env[search]'")
+
+
+def test_the_extras_table_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    extras_of = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras_of) - {"all", "dev"} == set(EXTRAS)
+    assert extras_of["python"] == [] and EXTRAS["python"] == ()
+    assert "arpo-env[agents]" in extras_of["train"]  # the trainer runs the agents' backends
+    everything = {e for item in extras_of["all"] for e in item.partition("[")[2].rstrip("]").split(",")}
+    assert everything == set(EXTRAS) - {"vllm"}  # vllm pins its own torch: not part of `all`
