@@ -63,7 +63,7 @@ def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
         return
     table = Table(title="arpo-env environments")
     table.add_column("id", no_wrap=True, style="bold")  # ids are what users copy: never cut them
-    table.add_column("tools")
+    table.add_column("tools", min_width=10)  # "calculator" stays whole
     table.add_column("fork kind", no_wrap=True)
     table.add_column("source", no_wrap=True)
     table.add_column("extras")
