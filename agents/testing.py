@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from arpo_env.extras import require
+
 TAGS = ("think", "answer", "result", "calculator", "python", "search", "browse", "tool_call")
 """Tag names whose opening and closing forms get single tokens."""
 
@@ -48,6 +50,8 @@ def tiny_tokenizer(*, vocab_size: int = 320, add_bos: bool = False) -> Any:
 
     ``add_bos=True`` makes ``encode`` prepend ``<s>`` (Llama style) and the template start with it.
     """
+    require("agents", "tokenizers", needed_by="the tiny test tokenizer")
+    require("agents", "transformers", needed_by="the tiny test tokenizer")
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -88,6 +92,7 @@ def tiny_model_and_tokenizer(arch: str = "llama", seed: int = 0, *, hidden_size:
     dimension 0 of the embeddings is a constant, read by the output layer for those tokens only), so the
     model stays an ordinary checkpoint.
     """
+    require("agents", "torch", needed_by="the tiny test model")
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 

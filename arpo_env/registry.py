@@ -28,6 +28,13 @@ BUILTIN_ENVS: dict[str, tuple[str, str]] = {
     "arpo/Browse-v0": ("arpo_env.envs.browse.env:BrowseEnv", "read web pages (offline page store or live http)"),
     "arpo/MultiTool-v0": ("arpo_env.envs.multitool:MultiToolEnv", "ARPO's env: search + python (+ browse)"),
 }
+#: The extras (``pip install 'arpo-env[NAME]'``) a built-in env needs with its default settings; others run on
+#: the core. Options can need more: ``search_backend='ddgs'`` (search), Browse-v0's ``source='live'`` (browse),
+#: the python sandbox's docker tier (docker).
+BUILTIN_EXTRAS: dict[str, tuple[str, ...]] = {
+    "arpo/Search-v0": ("search",),
+    "arpo/MultiTool-v0": ("search",),
+}
 
 
 class UnknownEnvError(gym.error.Error, KeyError):
@@ -47,6 +54,13 @@ class EnvRecord:
     description: str = ""
     source: str = "user"
     """``builtin``, ``plugin:<dist>`` or ``user``."""
+    extras: tuple[str, ...] = ()
+    """The arpo-env extras the env needs with its default settings (see :mod:`arpo_env.extras`)."""
+
+    def missing_extras(self) -> list[str]:
+        """Those of :attr:`extras` not (completely) installed; checked without importing anything."""
+        from arpo_env.extras import is_installed
+        return [e for e in self.extras if not is_installed(e)]
 
     def load(self) -> type:
         """The env class (imports the module)."""
@@ -61,18 +75,18 @@ _plugins_loaded = False
 
 
 def register(id: str, entry_point: str | Callable[..., Any], *, description: str = "",
-             source: str = "user", **kwargs: Any) -> None:
+             source: str = "user", extras: tuple[str, ...] = (), **kwargs: Any) -> None:
     """Register an env under ``id`` (``namespace/Name-vN``) for ``arpo_env.make`` and ``gymnasium.make``.
 
     ``kwargs`` become the env's default constructor arguments; ``make(id, **more)`` overrides them.
-    Re-registering an id replaces it.
+    ``extras``: arpo-env extras it needs (shown by ``arpo envs``). Re-registering an id replaces it.
     """
     if isinstance(entry_point, str) and ":" not in entry_point:
         raise ValueError(f"entry_point must look like 'package.module:ClassName', got {entry_point!r}")
     if id in gym.registry:
         del gym.registry[id]
     gym.register(id=id, entry_point=entry_point, kwargs=dict(kwargs), disable_env_checker=False)
-    _RECORDS[id] = EnvRecord(id, entry_point, dict(kwargs), description, source)
+    _RECORDS[id] = EnvRecord(id, entry_point, dict(kwargs), description, source, tuple(extras))
 
 
 def _load_plugins() -> None:
@@ -97,7 +111,7 @@ def _load_plugins() -> None:
 def _register_builtins() -> None:
     for env_id, (entry, desc) in BUILTIN_ENVS.items():
         if env_id not in _RECORDS:
-            register(env_id, entry, description=desc, source="builtin")
+            register(env_id, entry, description=desc, source="builtin", extras=BUILTIN_EXTRAS.get(env_id, ()))
 
 
 def list_envs() -> list[EnvRecord]:

@@ -6,7 +6,7 @@
   short generations (``--max-new-tokens``), in samples/s.
 Both at concurrency 1 and 4 (episodes per batched rollout). Env: ``arpo/Calculator-v0`` (always present).
 
-    PYTHONPATH=. python bench/eval.py [--samples 200] [--model-samples 8] [--max-new-tokens 48] [--skip-model]
+    python bench/eval.py [--samples 200] [--model-samples 8] [--max-new-tokens 48] [--skip-model]
 """
 from __future__ import annotations
 
@@ -14,15 +14,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from arpo_env.agent import SamplingParams  # noqa: E402
-from arpo_env.benchmarks.runner import EvalConfig, run_eval  # noqa: E402
+from arpo_env.agent import SamplingParams
+from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
 ENV = "arpo/Calculator-v0"
 

@@ -19,14 +19,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from arpo_env.envs.python.config import TIERS, SandboxConfig  # noqa: E402
-from arpo_env.envs.python.session import Tree  # noqa: E402
-from arpo_env.envs.python.tiers import get_tier  # noqa: E402
-from arpo_env.envs.python.tool import PythonTool  # noqa: E402
+from arpo_env.envs.python.config import TIERS, SandboxConfig
+from arpo_env.envs.python.session import Tree
+from arpo_env.envs.python.tiers import get_tier
+from arpo_env.envs.python.tool import PythonTool
 
 
 def pct(values: list[float]) -> dict[str, float]:

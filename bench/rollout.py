@@ -1,9 +1,9 @@
 """Rollout-loop throughput vs the raw backend: generated tokens/s of ``Agent.rollout`` and of
 ``backend.generate`` on the same prompts, and the loop's overhead (time outside the backend).
 
-    PYTHONPATH=. python bench/rollout.py                       # embedded SmolLM2, CPU (or CUDA if present)
-    PYTHONPATH=. python bench/rollout.py --batch 256 --max-new-tokens 256   # the GPU acceptance setting
-    PYTHONPATH=. python bench/rollout.py --model tiny          # random tiny Llama (harness only)
+    python bench/rollout.py                       # embedded SmolLM2, CPU (or CUDA if present)
+    python bench/rollout.py --batch 256 --max-new-tokens 256   # the GPU acceptance setting
+    python bench/rollout.py --model tiny          # random tiny Llama (harness only)
 
 Prints one JSON object. ``raw`` is one ``generate`` call over the prompts (same sampling, same stop
 strings, ``max_new_tokens`` per row); ``loop`` is a full multi-turn rollout over calculator envs, whose

@@ -1,6 +1,6 @@
 """Search benchmark: BM25 index build/load time, query latency, recall@5/@10 and cache latency.
 
-Prints one JSON object. Run from the repository root: ``PYTHONPATH=$PWD python bench/search.py``.
+Prints one JSON object. Run with the project installed (``pip install -e '.[search]'``): ``python bench/search.py``.
 Everything is offline: the bundled corpus, the bundled 100 HotpotQA questions, a temporary cache dir.
 
 - ``build_s``: tokenise and index the whole bundled corpus (no disk cache), median of ``--repeats``;
@@ -18,12 +18,9 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _pct(xs: list[float], q: float) -> float:

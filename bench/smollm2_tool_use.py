@@ -5,7 +5,7 @@ evaluation sampling (T 0.6, top-p 0.95, top-k 20, repetition penalty 1.1), and p
 episodes with at least one well-formed calculator call, with a calculator call that returned no error,
 with an answer, correct answers, mean reward, tokens and wall time.
 
-    PYTHONPATH=. python bench/smollm2_tool_use.py --tasks 50 --max-new-tokens 96
+    python bench/smollm2_tool_use.py --tasks 50 --max-new-tokens 96
 """
 from __future__ import annotations
 

@@ -22,9 +22,6 @@ import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_algorithm(args, algorithm: str) -> dict:

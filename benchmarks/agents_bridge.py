@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from arpo_env.agent import TextCompleter
+from arpo_env.extras import MissingExtra
 
 
 def load_agent(backend: str = "hf", model: str | None = None, **kwargs: Any) -> Any:
@@ -22,6 +23,8 @@ def load_agent(backend: str = "hf", model: str | None = None, **kwargs: Any) -> 
     try:
         from arpo_env import agents
         loader = getattr(agents, "load_agent")
+    except MissingExtra:
+        raise
     except (ImportError, AttributeError) as exc:
         raise RuntimeError(f"the agents package with load_agent() is needed for backend {backend!r} "
                            f"({exc}); use --backend oracle to check the harness without a model") from None

@@ -16,13 +16,28 @@ FALLBACK_ENV = "arpo/Calculator-v0"
 
 
 def _env_available(env_id: str) -> bool:
+    """Whether ``env_id`` is registered, its extras are installed and its class imports."""
     from arpo_env.registry import get_record
 
     try:
-        get_record(env_id).load()
+        record = get_record(env_id)
+        if record.missing_extras():
+            return False
+        record.load()
         return True
     except (KeyError, ImportError, AttributeError):
         return False
+
+
+def _install_hint(env_id: str) -> str:
+    from arpo_env.extras import pip_command
+    from arpo_env.registry import get_record
+
+    try:
+        missing = get_record(env_id).missing_extras()
+    except KeyError:
+        return "not registered"
+    return "; ".join(map(pip_command, missing)) or "its module does not import"
 
 
 def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] = ("gsm8k", "hotpotqa_offline"),
@@ -30,6 +45,7 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
              max_response_tokens: int = 512, concurrency: int = 4, progress: bool = True) -> str:
     """Run the demo; returns (and prints) the Markdown leaderboard."""
     from rich.console import Console
+    from rich.markup import escape
 
     from arpo_env.agent import SamplingParams
     from arpo_env.benchmarks.agents_bridge import load_agent
@@ -50,7 +66,8 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
         if _env_available(env_id):
             groups.setdefault(None, []).append(name)
         else:
-            console.print(f"[yellow]{name}: its env {env_id} is not installed; using {FALLBACK_ENV}[/]")
+            console.print(f"[yellow]{name}: its env {env_id} is not installed ({escape(_install_hint(env_id))}); "
+                          f"using {FALLBACK_ENV}[/]")
             groups.setdefault(FALLBACK_ENV, []).append(name)
     folders = []
     for i, (env, names) in enumerate(groups.items()):

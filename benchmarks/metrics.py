@@ -19,6 +19,7 @@ import math
 import threading
 from typing import Iterable, Sequence
 
+from arpo_env.extras import require
 from arpo_env.rewards import exact_match as _em
 from arpo_env.rewards import f1_score as _f1
 from arpo_env.rewards import normalize_answer
@@ -55,6 +56,7 @@ def _mv_timeouts() -> dict[str, int | None]:
 
 
 def _mv_parse(text: str):  # noqa: ANN202
+    require("bench", "math_verify", needed_by="the math_equiv metric")
     from math_verify import parse
 
     text = text.strip()
@@ -70,6 +72,7 @@ def math_equal(prediction: str | None, gold: Gold) -> float:
     when math-verify cannot parse either side (free text answers)."""
     if prediction is None or not prediction.strip():
         return 0.0
+    require("bench", "math_verify", needed_by="the math_equiv metric")
     from math_verify import verify
 
     pred = _mv_parse(prediction)

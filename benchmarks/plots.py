@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from arpo_env.benchmarks.leaderboard import Table, _title
+from arpo_env.extras import require
 
 
 def save_plots(table: Table, folder: str | Path) -> list[Path]:
     """Write the plots into ``folder``; returns their paths."""
-    import matplotlib
-
+    matplotlib = require("bench", "matplotlib", needed_by="leaderboard plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

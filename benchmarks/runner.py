@@ -30,6 +30,7 @@ import arpo_env
 from arpo_env.config import split_fields
 from arpo_env.agent import Agent, SamplingParams
 from arpo_env.env import EnvConfig
+from arpo_env.extras import MissingExtra
 from arpo_env.benchmarks import metrics
 from arpo_env.benchmarks.judge import LLMJudge
 from arpo_env.benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
@@ -218,6 +219,8 @@ def _run_batch(agent: Agent, cfg: EvalConfig, batch: list[Item], judge: LLMJudge
                          "reward": tr.reward, "time_s": elapsed / len(batch), "batch_time_s": elapsed,
                          "error": None, **score_row(it.bench, it.sample, tr.answer, judge)})
         return rows
+    except MissingExtra:  # an installation problem, not an episode's failure: stop with the pip command
+        raise
     except Exception as exc:  # noqa: BLE001 - recorded per episode, never lost
         if len(batch) > 1:
             return [r for it in batch for r in _run_batch(agent, cfg, [it], judge)]

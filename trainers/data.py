@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from arpo_env.extras import require
 from arpo_env.task import Task
 
 
@@ -82,10 +83,8 @@ class FileTasks:
 
     def _load(self) -> list[Task]:
         if self.path.suffix == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError as exc:
-                raise ImportError(f"reading {self.path} needs pyarrow: pip install 'arpo-env[train]' ({exc})") from exc
+            require("train", "pyarrow", needed_by=f"reading {self.path}")
+            import pyarrow.parquet as pq
             rows = []
             for i, r in enumerate(pq.read_table(self.path).to_pylist()):
                 msgs = r.get("prompt") or []

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from arpo_env.extras import missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("train", exc, needed_by=__name__) from None
 
 
 @dataclass

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from arpo_env.extras import require
+
 
 class MetricsLogger:
     def __init__(self, output_dir: str | Path, tensorboard: bool = True, resume_step: int | None = None):
@@ -31,11 +33,9 @@ class MetricsLogger:
         self._file = open(self.path, "a")
         self.writer = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as exc:
-                raise ImportError("TensorBoard logging needs the train extra: pip install 'arpo-env[train]' "
-                                  f"(or set tensorboard: false) ({exc})") from exc
+            require("train", "torch", needed_by="TensorBoard logging")
+            require("train", "tensorboard", needed_by="TensorBoard logging", hint="or set tensorboard: false")
+            from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.dir / "tb"))
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:

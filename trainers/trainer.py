@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
+
+from arpo_env.extras import missing_extra, require
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("train", exc, needed_by=__name__) from None
 
 from arpo_env.agent import SamplingParams
 from arpo_env.env import TextEnv
@@ -92,10 +98,8 @@ class Trainer:
         if cfg.kl_coef > 0:  # built only when used
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
         if cfg.lora:
-            try:
-                from peft import LoraConfig, get_peft_model
-            except ImportError as exc:
-                raise ImportError(f"lora=True needs peft: pip install 'arpo-env[train]' ({exc})") from exc
+            require("train", "peft", needed_by="lora=True")
+            from peft import LoraConfig, get_peft_model
             targets: Any = cfg.lora_target_modules
             if targets != "all-linear":
                 targets = [t.strip() for t in targets.split(",")]

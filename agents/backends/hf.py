@@ -24,7 +24,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import torch
+from arpo_env.extras import missing_extra, require
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("agents", exc, needed_by=__name__) from None
 
 from arpo_env.config import build
 from arpo_env.agent import EntropySource, Generation, SamplingParams
@@ -159,6 +164,7 @@ class HFBackend:
         if static:
             bucket = max(1, self.config.cache_bucket)
             total = -(-(length + max_new) // bucket) * bucket
+            require("agents", "transformers", needed_by="the hf backend's static cache")
             from transformers import StaticCache
             cache = StaticCache(config=model.config, max_cache_len=total)
             mask = torch.ones((b, total), dtype=torch.long, device=device)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
+from arpo_env.extras import require
 
 
 class TokenIdsUnavailable(RuntimeError):
@@ -59,6 +60,7 @@ class OpenAIBackend:
 
     def __init__(self, model: str | None = None, tokenizer: Any = None, *, base_url: str | None = None,
                  config: OpenAIBackendConfig | None = None, **overrides: Any):
+        require("agents", "httpx", needed_by="the openai backend")
         import httpx
         cfg = vars(config).copy() if config else {}
         if base_url is not None:

@@ -21,17 +21,14 @@ from typing import Any, Sequence
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
 from arpo_env.agents.backends.openai import topk_entropy
+from arpo_env.extras import require
 
-INSTALL_HINT = ("the vllm backend needs vLLM: pip install 'arpo-env[vllm]' (GPU) or, on CPU, "
-                "bash scripts/setup_vllm_venv.sh and run under that venv's python")
+#: Added to the missing-vLLM message: the GPU build installs as an extra, the CPU build in a venv of its own.
+INSTALL_HINT = "on CPU: bash scripts/setup_vllm_venv.sh and run under that venv's python"
 
 
 def _import_vllm() -> Any:
-    try:
-        import vllm
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-    return vllm
+    return require("vllm", "vllm", needed_by="the vllm backend", hint=INSTALL_HINT)
 
 
 class VLLMBackend:

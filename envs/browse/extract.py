@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from arpo_env.envs.browse.page import FetchError, Page
+from arpo_env.extras import require
 
 _WS = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n+")
@@ -45,6 +46,8 @@ def _fallback(tree) -> str:
 
 def html_to_page(html: str, url: str = "") -> Page:
     """Title and main text of an HTML document."""
+    require("browse", "trafilatura", needed_by="page text extraction (arpo/Browse-v0, source='live')")
+    require("browse", "lxml.html", needed_by="page text extraction (arpo/Browse-v0, source='live')")
     import lxml.html
     import trafilatura
 

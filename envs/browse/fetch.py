@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from arpo_env.envs.browse.extract import extract_page
 from arpo_env.envs.browse.page import FetchError, Page
 from arpo_env.envs.deadline import run_with_deadline
+from arpo_env.extras import require
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
               "application/xml", "text/xml")
@@ -91,6 +92,9 @@ class HttpFetcher:
     """Live fetching with httpx (see module docstring). Thread-safe; shared by env forks."""
 
     def __init__(self, config: FetchConfig | None = None):
+        # checked when built: a missing library must not turn into an error observation per fetch
+        require("browse", "httpx", needed_by="live fetching (arpo/Browse-v0, source='live')")
+        require("browse", "trafilatura", needed_by="live fetching (arpo/Browse-v0, source='live')")
         self.config = config or FetchConfig()
 
     def fetch(self, url: str) -> Page:

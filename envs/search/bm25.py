@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.extras import require
 from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
 
 INDEX_FORMAT = 1
@@ -56,11 +57,8 @@ class BM25Params:
 def _stemmer(lang: str | None) -> Any:
     if not lang:
         return None
-    try:
-        import Stemmer
-    except ImportError:
-        return None  # recorded in the index key as unstemmed
-    return Stemmer.Stemmer(lang)
+    stemmer = require("search", "Stemmer", needed_by="arpo/Search-v0's BM25 stemming (PyStemmer)")
+    return stemmer.Stemmer(lang)
 
 
 class BM25Backend:
@@ -74,6 +72,7 @@ class BM25Backend:
     def __init__(self, corpus: str | Path = BUNDLED_CORPUS, *, passages: list[Passage] | None = None,
                  params: BM25Params | None = None, index_dir: str | Path | None = None,
                  use_disk_cache: bool = True):
+        require("search", "bm25s", needed_by="arpo/Search-v0's BM25 index")
         self.params = params or BM25Params()
         self.passages = passages if passages is not None else load_corpus(corpus)
         self.corpus_hash = corpus_hash(self.passages)
@@ -90,10 +89,12 @@ class BM25Backend:
 
     # ----- index ----------------------------------------------------------------------------------
     def _tokenizer(self, stem: Any) -> Any:
+        require("search", "bm25s", needed_by="arpo/Search-v0's BM25 index")
         from bm25s.tokenization import Tokenizer
         return Tokenizer(lower=True, stopwords=self.params.stopwords, stemmer=stem)
 
     def _load_or_build(self, stem: Any, use_disk_cache: bool) -> None:
+        require("search", "bm25s", needed_by="arpo/Search-v0's BM25 index")
         import bm25s
         self._tok = self._tokenizer(stem)
         marker = self.index_dir / "arpo_index.json"

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from arpo_env.envs.deadline import run_with_deadline
 from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.extras import require
 
 
 @dataclass
@@ -63,6 +64,8 @@ _LIMITER = _RateLimiter()
 
 
 def _default_client(config: DDGSConfig) -> Callable[[str, int], list[dict[str, Any]]]:
+    require("search", "ddgs", needed_by="live search (search_backend='ddgs')")  # fail when built, not per query
+
     def call(query: str, k: int) -> list[dict[str, Any]]:
         from ddgs import DDGS
         return DDGS(proxy=config.proxy, timeout=max(1, int(config.attempt_timeout_s))).text(

@@ -21,15 +21,16 @@ from typing import Any
 from arpo_env.envs.python.config import SandboxConfig
 from arpo_env.envs.python.protocol import SandboxError, SandboxUnavailable, Zygote
 from arpo_env.envs.python.tiers import common
+from arpo_env.extras import MissingExtra, require
 
 SETUP_HINT = "start the engine and build the image with scripts/setup_docker.sh (root, ~1 min)"
 
 
 def _client(config: SandboxConfig) -> Any:
-    try:
-        import docker
-    except ImportError as exc:
-        raise SandboxUnavailable(f"the docker SDK is not installed (pip install 'arpo-env[docker]'): {exc}")
+    try:  # a tier that cannot run is unavailable (the tier picker falls back); the reason names the extra
+        docker = require("docker", "docker", needed_by="the docker sandbox tier")
+    except MissingExtra as exc:
+        raise SandboxUnavailable(str(exc)) from None
     try:
         client = (docker.DockerClient(base_url=config.docker_url, timeout=30) if config.docker_url
                   else docker.from_env(timeout=30))
@@ -57,7 +58,7 @@ class DockerTier:
             client = self.client(config)
         except SandboxUnavailable as exc:
             return False, str(exc)
-        import docker
+        docker = require("docker", "docker", needed_by="the docker sandbox tier")  # present: the client worked
         try:
             client.images.get(config.docker_image)
         except docker.errors.ImageNotFound:

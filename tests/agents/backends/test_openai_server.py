@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.vllm_support import vllm_python
+from tests.helpers.vllm_support import vllm_env, vllm_python
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu"}
+    env = vllm_env()
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-serve-{port}.log", "w")
     proc = subprocess.Popen([py, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
                              "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),

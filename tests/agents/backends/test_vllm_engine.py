@@ -3,13 +3,12 @@ scripts/setup_vllm_venv.sh) serves the embedded SmolLM2 to the rollout loop. Slo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from tests.helpers.shared_data import REPO_ROOT as ROOT
-from tests.helpers.vllm_support import vllm_python
+from tests.helpers.vllm_support import vllm_env, vllm_python
 
 pytestmark = pytest.mark.slow
 PROBE = ROOT / "tests" / "helpers" / "vllm_rollout_probe.py"
@@ -18,9 +17,8 @@ PROBE = ROOT / "tests" / "helpers" / "vllm_rollout_probe.py"
 def test_rollout_through_the_offline_vllm_engine():
     from arpo_env.agents.models import embedded_model_dir
     py = vllm_python()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu"}
-    proc = subprocess.run([py, str(PROBE), str(embedded_model_dir())], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([py, str(PROBE), str(embedded_model_dir())], env=vllm_env(),
+                          capture_output=True, text=True, timeout=600, cwd=PROBE.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     trajs, summary = lines[:-1], lines[-1]
