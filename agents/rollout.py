@@ -25,9 +25,10 @@ import copy
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence, cast
+from typing import Any, cast
 
 from arpo_env.agent import AgentBackend, Generation, SamplingParams, ToolCallRecord, Trajectory
 from arpo_env.env import TextEnv, Turn
@@ -70,7 +71,7 @@ class RolloutState:
     def response_len(self) -> int:
         return len(self.trajectory.token_ids) - self.trajectory.prompt_len
 
-    def fork(self, new_id: int | None = None) -> "RolloutState":
+    def fork(self, new_id: int | None = None) -> RolloutState:
         """An independent copy at this point: the env is forked (``env.fork()``), the trajectory copied
         (``Trajectory.copy``: no list shared). The child's ``parent`` is this state's id and ``branch_at``
         the current length."""
@@ -159,7 +160,7 @@ class Agent:
         for s, g in zip(states, gens):
             self._append_generation(s, g)
         results = list(self._executor().map(lambda sg: self._step_env(*sg), zip(states, gens)))
-        for s, g, (obs, reward, terminated, truncated, _) in zip(states, gens, results):
+        for s, (obs, reward, terminated, truncated, _) in zip(states, results):
             self._append_observation(s, obs, reward, terminated, truncated)
 
     def advance(self, states: Sequence[RolloutState], params: SamplingParams) -> list[RolloutState]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence, cast
+from typing import Any, cast
 
 from arpo_env.agent import EntropySource, SamplingParams, ToolCallRecord, Trajectory
 from arpo_env.env import TextEnv
@@ -57,7 +58,9 @@ class ScriptedAgent:
             texts = list(policy)
             if not texts:
                 raise ValueError("a scripted policy needs at least one action")
-            policy = (lambda env, turn, obs, _t=texts: _t[min(turn, len(_t) - 1)])
+            def replay(env: Any, turn: int, obs: str, _t: list[str] = texts) -> str:
+                return _t[min(turn, len(_t) - 1)]
+            policy = replay
         self.policy: Policy = policy
         self.tool_workers = max(1, tool_workers)
         self.max_turns = max_turns

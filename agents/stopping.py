@@ -7,7 +7,8 @@ string when that token carries more). The ids are never modified.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class StopChecker:

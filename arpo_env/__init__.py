@@ -6,8 +6,18 @@ the agent/trajectory types, the typed seam (``Turn``: what the env played; ``Rou
 ``EpisodeState``: what the ARPO trainer uses of an agent and its episodes) and ``Task``, the one type of a
 question with gold answers. This package imports none of ``envs``, ``agents``, ``benchmarks`` or ``trainers``.
 """
-from arpo_env.agent import (Agent, AgentBackend, EntropySource, EpisodeState, Generation, RoundAgent,
-                            SamplingParams, TextCompleter, ToolCallRecord, Trajectory)
+from arpo_env.agent import (
+                            Agent,
+                            AgentBackend,
+                            EntropySource,
+                            EpisodeState,
+                            Generation,
+                            RoundAgent,
+                            SamplingParams,
+                            TextCompleter,
+                            ToolCallRecord,
+                            Trajectory,
+)
 from arpo_env.env import EnvConfig, Episode, TextEnv, Turn
 from arpo_env.fork import ForkCheckError, ForkKind, ForkReport, check_fork
 from arpo_env.parsing import Action, extract_answer, extract_boxed, format_result, parse_action

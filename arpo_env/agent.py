@@ -14,8 +14,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from arpo_env.env import TextEnv, Turn
 
@@ -99,7 +100,7 @@ class ToolCallRecord:
     turn: int
 
     @classmethod
-    def from_turn(cls, turn: Turn, index: int) -> "ToolCallRecord":
+    def from_turn(cls, turn: Turn, index: int) -> ToolCallRecord:
         """The record of an env turn that counted as a tool call (``turn.is_tool_call``); ``index`` is the
         0-based model turn."""
         return cls(name=turn.action.name, args=turn.action.args, error=turn.tool_error, turn=index)
@@ -136,7 +137,7 @@ class Trajectory:
     branch_at: int | None = None
     entropy_source: EntropySource = EntropySource.EXACT
 
-    def copy(self) -> "Trajectory":
+    def copy(self) -> Trajectory:
         """An independent copy: no list, record or task dict is shared with this one."""
         return dataclasses.replace(
             self, token_ids=list(self.token_ids), loss_mask=list(self.loss_mask), logprobs=list(self.logprobs),

@@ -70,7 +70,8 @@ def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     table.add_column("description", ratio=1)
     for r in rows:
         needs = ", ".join(e + (" (missing)" if e in r["missing_extras"] else "") for e in r["extras"]) or "-"
-        table.add_row(*map(escape, (r["id"], r["tools"], r["fork_kind"], r["source"], needs, r["description"])))
+        table.add_row(*(escape(str(r[k])) for k in ("id", "tools", "fork_kind", "source")), escape(needs),
+                      escape(str(r["description"])))
     console.print(table)
     missing_all = sorted({e for r in rows for e in r["missing_extras"]})
     if missing_all:

@@ -19,7 +19,8 @@ import dataclasses
 import difflib
 import io
 import json
-from typing import Any, Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

@@ -27,8 +27,9 @@ many envs for a batch).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 
@@ -135,16 +136,16 @@ class TextEnv(gym.Env[str, str]):
     :meth:`default_task_source`, :meth:`build_prompt`, :meth:`example_actions` and :meth:`_on_reset`."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
-    fork_kind: ClassVar[ForkKind] = ForkKind.STATE
+    fork_kind: ForkKind = ForkKind.STATE
     """How this env forks; an instance may be switched to ``replay`` with ``fork_kind="replay"``."""
-    deterministic: ClassVar[bool] = True
+    deterministic: bool = True
     """Same task and actions give the same observations (``check_fork`` then checks equivalence)."""
     fork_shared: ClassVar[tuple[str, ...]] = ()
     """Attribute names that ``state`` forks share instead of copying (indexes, caches, clients)."""
     declared_tools: ClassVar[tuple[str, ...]] = ()
     """Tool names for listings (``arpo envs``) without building the env."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TextEnv":
+    def __new__(cls, *args: Any, **kwargs: Any) -> TextEnv:
         obj = super().__new__(cls)
         obj._ctor = (args, dict(kwargs))  # to re-create the env for replay forks and checks
         return obj
@@ -209,7 +210,8 @@ class TextEnv(gym.Env[str, str]):
         """A plausible action sequence for the current task (demos, ``check_fork`` probes): one call of
         each tool that has an ``example`` argument, then an answer. Override with actions that read and
         write the env's state."""
-        acts = [f"<{t.name}>{t.example}</{t.name}>" for t in self.tools.values() if getattr(t, "example", "")]
+        examples = {t.name: getattr(t, "example", "") for t in self.tools.values()}
+        acts = [f"<{name}>{ex}</{name}>" for name, ex in examples.items() if ex]
         return acts + ["<answer>\\boxed{unknown}</answer>"]
 
     @property
@@ -230,7 +232,7 @@ class TextEnv(gym.Env[str, str]):
     def _on_reset(self, task: Task) -> None:
         """Hook: reset per-episode tool state (e.g. restart a session)."""
 
-    def _fork_extra(self, child: "TextEnv") -> None:
+    def _fork_extra(self, child: TextEnv) -> None:
         """Hook: finish a fork (``child`` is already a copy according to the fork kind)."""
 
     # ----- Gymnasium API --------------------------------------------------------------------------
@@ -248,7 +250,7 @@ class TextEnv(gym.Env[str, str]):
         return prompt, self._reset_info()
 
     def _reset_info(self) -> dict[str, Any]:
-        ep = self._episode
+        ep = self.episode
         system = ep.system_prompt if ep.system_prompt is not None else self.system_prompt
         return {"task": ep.task.to_dict(), "system_prompt": system,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": ep.prompt}],
@@ -285,8 +287,9 @@ class TextEnv(gym.Env[str, str]):
             ep.tool_calls += 1
             counted = True
             if act.kind == "tool":
-                ep.tool_counts[act.name] = ep.tool_counts.get(act.name, 0) + 1
-                result = self._call_tool(act.name, act.args or "")
+                name = act.name or ""  # parse_action names every tool call
+                ep.tool_counts[name] = ep.tool_counts.get(name, 0) + 1
+                result = self._call_tool(name, act.args or "")
                 obs = format_result(self._clip(result.text))
             else:
                 ep.invalid_calls += 1
@@ -333,7 +336,7 @@ class TextEnv(gym.Env[str, str]):
     def _info(self, turn: Turn) -> dict[str, Any]:
         """The Gymnasium ``info`` of a step: plain data derived from ``turn`` (for Gymnasium users; agents
         read :attr:`last_turn`)."""
-        ep, act, result = self._episode, turn.action, turn.result
+        ep, act, result = self.episode, turn.action, turn.result
         return {"action": act.to_dict(), "error": act.error if act.kind in ("invalid", "none") else None,
                 "tool_error": bool(result and result.error),
                 "tool_metadata": copy.deepcopy(result.metadata) if result else {},
@@ -360,14 +363,14 @@ class TextEnv(gym.Env[str, str]):
             raise gym.error.ResetNeeded("no episode yet: call reset()")
         return self._episode
 
-    def fresh_copy(self) -> "TextEnv":
+    def fresh_copy(self) -> TextEnv:
         """A new env built with the same constructor arguments (no episode)."""
         args, kwargs = self._ctor
         env = type(self)(*args, **kwargs)
         env.spec = self.spec
         return env
 
-    def fork(self) -> "TextEnv":
+    def fork(self) -> TextEnv:
         """An independent env at the same point of the same episode (see :mod:`arpo_env.fork`)."""
         parent = self.episode
         kind = self.fork_kind

@@ -12,8 +12,9 @@ Everything here is linear in the input and never raises on text: a malformed tur
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 ActionKind = Literal["tool", "answer", "invalid", "none"]
 RESULT_OPEN, RESULT_CLOSE = "<result>", "</result>"

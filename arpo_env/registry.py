@@ -12,8 +12,9 @@ import difflib
 import importlib
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 
@@ -62,8 +63,8 @@ class EnvRecord:
         from arpo_env.extras import is_installed
         return [e for e in self.extras if not is_installed(e)]
 
-    def load(self) -> type:
-        """The env class (imports the module)."""
+    def load(self) -> Callable[..., Any]:
+        """The env class, or the factory callable it was registered with (imports the module)."""
         if callable(self.entry_point):
             return self.entry_point
         module, _, attr = self.entry_point.partition(":")

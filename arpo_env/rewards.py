@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from arpo_env.parsing import RESULT_CLOSE, RESULT_OPEN, extract_boxed
 

@@ -6,8 +6,9 @@ default :class:`TaskSource` with the env's seeded RNG, so ``check_env`` and rand
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Task:
     """Free data for the env or the metric (e.g. the expression behind a calculator question)."""
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> "Task":
+    def from_options(cls, options: Mapping[str, Any]) -> Task:
         """Build a task from ``reset`` options: ``{"question", "answer", "id"?, "metadata"?}``.
 
         ``answer`` may be a string or a list of strings; a ``Task`` under the key ``"task"`` is taken as is.

@@ -6,8 +6,9 @@ A tool with state that must follow an episode's fork implements :class:`Forkable
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Tool(Protocol):
 class ForkableTool(Tool, Protocol):
     """A stateful tool that can copy itself at the current point (used by ``process``/``external`` forks)."""
 
-    def fork(self) -> "ForkableTool":
+    def fork(self) -> ForkableTool:
         """Return an independent tool in the same state: acting on one never changes the other."""
         ...
 

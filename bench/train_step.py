@@ -59,14 +59,14 @@ def run_algorithm(args, algorithm: str) -> dict:
     total = sum(t.generated_tokens()[0] for t in batch.trees)
     unique = sum(t.generated_tokens()[1] for t in batch.trees)
     seq_tokens = sum(len(s["ids"]) for s in seqs)
-    leaves = [l for t in batch.trees for l in t.leaves]
+    leaves = [leaf for t in batch.trees for leaf in t.leaves]
     return {"rollout_seconds": t1 - t0, "update_seconds": t2 - t1, "step_seconds": t2 - t0,
             "generated_tokens": batch.stats.generated_tokens,
             "rollout_tokens_per_s": batch.stats.generated_tokens / (t1 - t0),
             "update_tokens": seq_tokens, "update_tokens_per_s": seq_tokens / (t2 - t1),
             "leaf_model_tokens": total, "prefix_saved_share": 1 - unique / total if total else 0.0,
             "branches": batch.stats.branches, "rounds": batch.stats.rounds,
-            "tool_calls_per_sample": sum(len(l.tool_calls) for l in leaves) / len(leaves),
+            "tool_calls_per_sample": sum(len(leaf.tool_calls) for leaf in leaves) / len(leaves),
             "trained_tokens": stats["trained_tokens"]}
 
 
@@ -77,8 +77,8 @@ def run_trl(args) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from arpo_env.trainers.trainer import load_policy
     from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.trainer import load_policy
 
     cfg = TrainConfig(model=args.model)
     model, tok = load_policy(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))

@@ -22,7 +22,7 @@ def load_agent(backend: str = "hf", model: str | None = None, **kwargs: Any) -> 
         return OracleAgent(accuracy=acc, **kwargs)
     try:
         from arpo_env import agents
-        loader = getattr(agents, "load_agent")
+        loader = agents.load_agent
     except MissingExtra:
         raise
     except (ImportError, AttributeError) as exc:

@@ -8,9 +8,10 @@ name) both build on this module and not on each other.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from arpo_env.benchmarks.data import DatasetFormatError, file_sha256, find_file, read_records
 from arpo_env.task import Task
@@ -137,7 +138,7 @@ class Benchmark:
         """Plain data for ``metadata.json``: everything about the benchmark that determines scores."""
         try:
             p = self.path(data_dir)
-            data = {"data_file": str(p), "data_sha256": file_sha256(p)}
+            data: dict[str, str | None] = {"data_file": str(p), "data_sha256": file_sha256(p)}
         except FileNotFoundError:
             data = {"data_file": None, "data_sha256": None}
         return {"name": self.name, "title": self.title, "category": self.category, "metric": self.metric,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from arpo_env.benchmarks.data import xbench_decrypt
 from arpo_env.benchmarks.benchmark import Benchmark, qa_parser
+from arpo_env.benchmarks.data import xbench_decrypt
 
 MATH_ENV = ("arpo/Python-v0", {"max_tool_calls": 3})
 QA_ENV = ("arpo/MultiTool-v0", {"max_tool_calls": 3})
@@ -57,7 +57,7 @@ def _math(name: str, title: str, shipped: str, **kw: Any) -> Benchmark:
                      shipped=shipped, **{"source": ARPO_SRC, **kw})
 
 
-def _qa(name: str, title: str, shipped: str, metric: str = "f1", fallback: str | None = None,
+def _qa(name: str, title: str, shipped: str | None, metric: str = "f1", fallback: str | None = None,
         env: tuple[str, dict] = QA_ENV, category: str = "qa", files: tuple[str, ...] | None = None,
         **kw: Any) -> Benchmark:
     return Benchmark(name, title, category, metric, env[0], dict(env[1]),

@@ -69,7 +69,7 @@ def eval_command(
         summary = run_eval(cfg, agent, judge_obj)
     except SettingsChanged as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(summary))
     from arpo_env.benchmarks.leaderboard import build_table, render
 
@@ -124,7 +124,8 @@ def benchmarks_command(as_json: bool = typer.Option(False, "--json", help="JSON 
     for col in ("name", "category", "metric", "env", "data"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["name"], r["category"], r["metric"], f"{r['env']} {json.dumps(r['env_kwargs'])}", r["data"])
+        t.add_row(str(r["name"]), str(r["category"]), str(r["metric"]), f"{r['env']} {json.dumps(r['env_kwargs'])}",
+                  str(r["data"]))
     Console().print(t)
 
 

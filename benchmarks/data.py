@@ -18,8 +18,9 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 """Where the shippable sets live inside the package."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 FALLBACK_ENV = "arpo/Calculator-v0"
@@ -71,7 +71,7 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
             groups.setdefault(FALLBACK_ENV, []).append(name)
     folders = []
     for i, (env, names) in enumerate(groups.items()):
-        folder = out if i == 0 else f"{out}-{env.split('/')[-1]}"
+        folder = out if i == 0 else f"{out}-{(env or 'default').split('/')[-1]}"
         cfg = EvalConfig(out=folder, benchmarks=names, model=model, backend=backend, method="demo", limit=limit,
                          sampling=sampling, env=env, concurrency=concurrency, progress=progress)
         summary = run_eval(cfg, agent)

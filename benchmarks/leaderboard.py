@@ -14,9 +14,10 @@ import html
 import io
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from arpo_env.benchmarks.metrics import mean_and_se, pass_at_k
 from arpo_env.benchmarks.results import load_folder
@@ -172,7 +173,7 @@ def render(table: Table, fmt: str = "md") -> str:
         w.writerow(["model", "method", "published"] + [x for c in table.columns for x in (c, f"{c}_se", f"{c}_n")]
                    + ["average", "tool_calls"])
         for r in table.rows:
-            cells = []
+            cells: list[object] = []
             for c in table.columns:
                 cell = r.cells.get(c)
                 cells += ["", "", ""] if cell is None else [f"{cell.mean:.4f}", "" if cell.se is None else f"{cell.se:.4f}", cell.n or ""]

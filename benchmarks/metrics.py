@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from arpo_env.extras import require
 from arpo_env.rewards import exact_match as _em

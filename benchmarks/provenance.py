@@ -89,7 +89,7 @@ def describe_env(env: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str,
 def describe_agent(agent: Any) -> dict[str, Any]:
     """The agent's own ``describe()`` (backend, model path, dtype…) when it has one, else its class."""
     d = getattr(agent, "describe", None)
-    base = {"class": f"{type(agent).__module__}.{type(agent).__qualname__}"}
+    base: dict[str, Any] = {"class": f"{type(agent).__module__}.{type(agent).__qualname__}"}
     if callable(d):
         base.update(d())
     backend = getattr(agent, "backend", None)

@@ -20,26 +20,40 @@ import math
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import arpo_env
-from arpo_env.config import split_fields
 from arpo_env.agent import Agent, SamplingParams
+from arpo_env.benchmarks import metrics
+from arpo_env.benchmarks.benchmark import Benchmark
+from arpo_env.benchmarks.judge import LLMJudge
+from arpo_env.benchmarks.provenance import (
+    describe_agent,
+    describe_env,
+    fingerprint_diff,
+    git_revision,
+    package_versions,
+    path_hash,
+)
+from arpo_env.benchmarks.registry import get_benchmark
+from arpo_env.benchmarks.results import (
+    METADATA,
+    RESULTS,
+    ResultsWriter,
+    read_metadata,
+    read_rows,
+    row_key,
+    write_metadata,
+)
+from arpo_env.config import split_fields
 from arpo_env.env import EnvConfig
 from arpo_env.extras import MissingExtra
-from arpo_env.benchmarks import metrics
-from arpo_env.benchmarks.judge import LLMJudge
-from arpo_env.benchmarks.provenance import (describe_agent, describe_env, fingerprint_diff, git_revision,
-                                   package_versions, path_hash)
-from arpo_env.benchmarks.benchmark import Benchmark
-from arpo_env.benchmarks.registry import get_benchmark
 from arpo_env.task import Task
-from arpo_env.benchmarks.results import (METADATA, RESULTS, ResultsWriter, read_metadata, read_rows, row_key,
-                                write_metadata)
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +254,7 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
     samples = {b.name: b.load(cfg.data_dir, cfg.limit) for b in benches}
     meta = build_metadata(cfg, agent, benches, judge)
     done = prepare_folder(cfg, meta)
-    todo = [Item(b, s, a, item_seed(cfg.seed, b.name, s.id, a)) for b in benches for s in samples[b.name]
+    todo = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
             for a in range(cfg.attempts) if (b.name, s.id, a) not in done]
     skipped = sum(len(v) for v in samples.values()) * cfg.attempts - len(todo)
     batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]

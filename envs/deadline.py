@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def run_with_deadline(fn: Callable[[], Any], timeout: float, *, name: str = "deadline-call") -> Any:

@@ -19,15 +19,16 @@ Python tool contract (what ``python_factory`` must return): a :class:`~arpo_env.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from arpo_env.config import split_fields
 from arpo_env.agent import TextCompleter
+from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
+from arpo_env.envs.search.base import SearchBackend
 from arpo_env.fork import ForkKind
 from arpo_env.task import Task, TaskSource
 from arpo_env.tools import Tool
-from arpo_env.envs.search.base import SearchBackend
 
 PythonFactory = Callable[..., Tool]
 

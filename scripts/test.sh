@@ -16,4 +16,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 # vLLM (CPU build) in a venv of its own: the vllm and openai backends are tested against it for real.
 ARPO_VLLM_PYTHON=$(bash scripts/setup_vllm_venv.sh | tail -n 1) && export ARPO_VLLM_PYTHON ARPO_REQUIRE_VLLM=1
+# Lint and type-check the library code (ruff, mypy; configured in pyproject.toml)
+bash scripts/lint.sh
 python3 -m pytest -q "$@"

@@ -18,8 +18,8 @@ Worked example (tested): two leaves forked after a shared segment S, rewards 1 a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from arpo_env.trainers.tree import RolloutTree
 

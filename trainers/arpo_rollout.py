@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Mapping, Sequence
+from typing import Any, Generic
 
 import numpy as np
 
-from arpo_env.agent import S, RoundAgent, SamplingParams
+from arpo_env.agent import RoundAgent, S, SamplingParams
 from arpo_env.env import TextEnv
 from arpo_env.task import Task
 from arpo_env.trainers.config import BranchingConfig

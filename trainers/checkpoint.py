@@ -47,8 +47,8 @@ def _fsync_file(path: Path) -> None:
 def rng_state(branch_rng: np.random.Generator | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(JSON-able states of Python, NumPy's global and the branch RNG; torch generator states)."""
     version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    js = {"python": [version, list(internal), gauss],
+    np_state: Any = np.random.get_state()  # the legacy tuple form
+    js: dict[str, Any] = {"python": [version, list(internal), gauss],
           "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
           "branch": branch_rng.bit_generator.state if branch_rng is not None else None}
     tensors = {"torch": torch.get_rng_state()}

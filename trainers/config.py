@@ -15,9 +15,10 @@ Defaults are ARPO's published settings (ARPO.md sections 3, 4) except where a fi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import yaml
 
@@ -258,7 +259,7 @@ class TrainConfig:
         return to_mapping(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Validate a dict of fields (see the module docstring); ``ValueError`` names any bad key."""
         return from_mapping(cls, data)
 
@@ -269,7 +270,7 @@ class TrainConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         """The file's fields, then the ``overrides`` flags over them."""
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
@@ -277,7 +278,7 @@ class TrainConfig:
         return cls.from_args(overrides, base=data)
 
     @classmethod
-    def from_args(cls, argv: Sequence[str], base: Mapping[str, Any] | None = None) -> "TrainConfig":
+    def from_args(cls, argv: Sequence[str], base: Mapping[str, Any] | None = None) -> TrainConfig:
         """Parse ``--field value`` flags (see module docstring) over ``base`` (a dict of fields)."""
         default = cls.from_dict(base) if base else cls()
         return from_argv(cls, argv, default=default, prog="arpo train")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from arpo_env.extras import require
 
@@ -27,7 +28,7 @@ class MetricsLogger:
                         keep.append(line)
                 except json.JSONDecodeError:  # a line cut by a kill
                     continue
-            self.path.write_text("".join(l + "\n" for l in keep))
+            self.path.write_text("".join(line + "\n" for line in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._file = open(self.path, "a")
@@ -61,4 +62,4 @@ def _clean(v: Any) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -17,14 +17,15 @@ Not covered: multi-GPU (FSDP) training, vLLM rollouts with weight sync.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import copy
+import importlib
 import logging
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -75,10 +76,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, eval_fn: EvalFn | None = None, model: Any = None,
                  tokenizer: Any = None):
+        import arpo_env
         from arpo_env.agents import Agent
         from arpo_env.agents.backends.hf import HFBackend
-
-        import arpo_env
 
         self.cfg = cfg
         for module in cfg.imports:
@@ -164,7 +164,8 @@ class Trainer:
 
     def build_sequences(self, batch: RolloutBatch) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """Per leaf: ids, train mask, per-token advantages (GRPO per prompt, soft/hard, entropy-aware)."""
-        seqs, extra = [], {}
+        seqs: list[dict[str, Any]] = []
+        extra: dict[str, float] = {}
         for tree in batch.trees:
             adv = grpo_advantages([t.reward for t in tree.leaves], self.cfg.adv_eps)
             for leaf, ta in zip(tree.leaves, token_advantages(tree, adv, self.cfg.advantage)):
@@ -295,7 +296,7 @@ class Trainer:
         from arpo_env.benchmarks.results import read_rows
         from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
-        names = [get_benchmark(n.strip()).name for n in self.cfg.eval_benchmark.split(",") if n.strip()]
+        names = [get_benchmark(n.strip()).name for n in (self.cfg.eval_benchmark or "").split(",") if n.strip()]
         out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"
         ecfg = EvalConfig(out=str(out), benchmarks=names, model=self.cfg.model, method=self.cfg.rollout.algorithm,
                           limit=self.cfg.eval_prompts, sampling=self.sampling_params(greedy=True),

@@ -15,8 +15,8 @@ Not covered: sharing across prompts (groups are independent).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from arpo_env.agent import Trajectory
 

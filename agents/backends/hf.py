@@ -21,8 +21,9 @@ Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from arpo_env.extras import missing_extra, require
 
@@ -31,10 +32,10 @@ try:
 except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
     raise missing_extra("agents", exc, needed_by=__name__) from None
 
-from arpo_env.config import build
 from arpo_env.agent import EntropySource, Generation, SamplingParams
 from arpo_env.agents.sampling import make_generator, sample_next
 from arpo_env.agents.stopping import StopChecker
+from arpo_env.config import build
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class HFBackend:
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | None = None, device: str | None = None, dtype: Any = None,
-                        **config: Any) -> "HFBackend":
+                        **config: Any) -> HFBackend:
         """Load a local model directory (or hub id); ``None`` loads the embedded SmolLM2-135M-Instruct.
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.

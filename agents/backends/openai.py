@@ -21,9 +21,10 @@ Not covered: chat completions, streaming, ``n > 1``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
 from arpo_env.extras import require

@@ -17,7 +17,8 @@ Not covered: LoRA adapters, weight syncing from a trainer (reload the engine or 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
 from arpo_env.agents.backends.openai import topk_entropy
@@ -41,7 +42,7 @@ class VLLMBackend:
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None, **engine_kwargs: Any) -> "VLLMBackend":
+    def from_pretrained(cls, path: str | None = None, **engine_kwargs: Any) -> VLLMBackend:
         """Build ``vllm.LLM(model=path, enable_prefix_caching=True, **engine_kwargs)``; ``None`` is the
         embedded SmolLM2 (converted from its GGUF on first use)."""
         vllm = _import_vllm()

@@ -1,7 +1,7 @@
 """Browse: the ``browse`` tool, live fetching (httpx + trafilatura) with SSRF guards, the offline page
 store, the optional goal-directed summariser, and ``arpo/Browse-v0``."""
 from arpo_env.envs.browse.fetch import FetchConfig, HttpFetcher, check_url
-from arpo_env.envs.browse.page import FetchError, Fetcher, Page
+from arpo_env.envs.browse.page import Fetcher, FetchError, Page
 from arpo_env.envs.browse.store import CorpusPages, PageStore, StoreFetcher, normalize_url
 from arpo_env.envs.browse.tool import BrowseState, BrowseTool, PageSummariser, split_windows
 

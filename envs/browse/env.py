@@ -14,17 +14,17 @@ Fork kind: ``state``: the reading state is copied; fetcher, store and summariser
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from arpo_env.config import split_fields
 from arpo_env.agent import TextCompleter
+from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
-from arpo_env.fork import ForkKind
-from arpo_env.task import ListTaskSource, Task, TaskSource
 from arpo_env.envs.browse.fetch import FetchConfig, HttpFetcher
 from arpo_env.envs.browse.page import Fetcher
 from arpo_env.envs.browse.store import CorpusPages, PageStore, StoreFetcher
 from arpo_env.envs.browse.tool import BrowseTool, PageSummariser
+from arpo_env.fork import ForkKind
+from arpo_env.task import ListTaskSource, Task, TaskSource
 
 
 @dataclass
@@ -71,6 +71,8 @@ def build_fetcher(config: BrowseConfig) -> Fetcher:
         live = HttpFetcher(FetchConfig(**{"allow_private": config.allow_private, **config.fetch}))
         if config.store_mode == "off":
             return live
+    if config.store_path is None or config.store_mode is None:
+        raise ValueError(f"browse source {config.source!r} with store_mode {config.store_mode!r} needs store_path")
     return StoreFetcher(PageStore(config.store_path), live, config.store_mode)
 
 
@@ -123,7 +125,7 @@ class BrowseEnv(TextEnv):
     @property
     def browse_tool(self) -> BrowseTool:
         """This env's browse tool (after an ``external`` fork, the child's own fork of it)."""
-        return self.tools["browse"]
+        return cast(BrowseTool, self.tools["browse"])
 
     def default_task_source(self) -> TaskSource:
         return browse_tasks()

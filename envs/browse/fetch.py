@@ -105,7 +105,7 @@ class HttpFetcher:
         headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5", **cfg.headers}
         current = url
         with httpx.Client(follow_redirects=False, headers=headers, trust_env=False) as client:
-            for hop in range(cfg.max_redirects + 1):
+            for _hop in range(cfg.max_redirects + 1):
                 current = check_url(current, allow_private=cfg.allow_private,
                                     timeout_s=max(0.01, deadline - time.monotonic()))
                 left = deadline - time.monotonic()
@@ -148,5 +148,5 @@ class HttpFetcher:
         page.status, page.truncated = resp.status_code, truncated
         return page
 
-    def __deepcopy__(self, memo: dict) -> "HttpFetcher":
+    def __deepcopy__(self, memo: dict) -> HttpFetcher:
         return self

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from arpo_env.envs.browse.page import FetchError, Fetcher, Page
+from arpo_env.envs.browse.page import Fetcher, FetchError, Page
 from arpo_env.envs.search.cache import CacheMode
 from arpo_env.envs.sqlite_file import SQLiteFile
 
@@ -81,7 +81,7 @@ class PageStore:
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM pages").fetchone()[0]
 
-    def __deepcopy__(self, memo: dict) -> "PageStore":
+    def __deepcopy__(self, memo: dict) -> PageStore:
         return self
 
 
@@ -100,12 +100,14 @@ class StoreFetcher:
                 return page
             if self.mode is CacheMode.REPLAY_ONLY:
                 raise FetchError(f"{url} is not in the offline page store (replay-only: no live fetching)")
+        if self.live is None:
+            raise FetchError(f"{url} is not in the offline page store and no live fetcher is configured")
         page = self.live.fetch(url)
         if self.mode is CacheMode.READ_WRITE:
             self.store.put(url, page)
         return page
 
-    def __deepcopy__(self, memo: dict) -> "StoreFetcher":
+    def __deepcopy__(self, memo: dict) -> StoreFetcher:
         return self
 
 
@@ -134,5 +136,5 @@ class CorpusPages:
     def __len__(self) -> int:
         return len(self._pages)
 
-    def __deepcopy__(self, memo: dict) -> "CorpusPages":
+    def __deepcopy__(self, memo: dict) -> CorpusPages:
         return self

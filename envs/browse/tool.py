@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arpo_env.agent import TextCompleter
+from arpo_env.envs.browse.page import Fetcher, FetchError, Page
 from arpo_env.tools import ToolResult
-from arpo_env.envs.browse.page import FetchError, Fetcher, Page
 
 _PAGE_N = re.compile(r"^page\s+(\d+)$", re.I)
 
@@ -82,7 +82,7 @@ class PageSummariser:
                                        text=page.text[: self.max_input_chars])
         return self.completer.complete([{"role": "user", "content": prompt}], self.max_new_tokens).strip()
 
-    def __deepcopy__(self, memo: dict) -> "PageSummariser":
+    def __deepcopy__(self, memo: dict) -> PageSummariser:
         return self
 
 
@@ -108,12 +108,13 @@ class BrowseTool:
         if not arg:
             return self._error("the argument is empty; write <browse>https://…</browse>")
         low = arg.lower()
-        if low in ("next", "prev", "previous") or _PAGE_N.match(arg):
+        page_n = _PAGE_N.match(arg)
+        if low in ("next", "prev", "previous") or page_n:
             if not self.state.windows:
                 return self._error("no page is open; open one first with <browse>URL</browse>")
             n = len(self.state.windows)
             target = (self.state.window + 1 if low == "next" else self.state.window - 1 if low.startswith("prev")
-                      else int(_PAGE_N.match(arg).group(1)) - 1)
+                      else int(page_n.group(1)) - 1 if page_n else 0)
             if not 0 <= target < n:
                 return self._error(f"there is no window {target + 1}; this page has {n} (1 to {n})")
             self.state.window = target
@@ -175,7 +176,7 @@ class BrowseTool:
     def reset(self) -> None:
         self.state = BrowseState()
 
-    def fork(self) -> "BrowseTool":
+    def fork(self) -> BrowseTool:
         """Same fetcher and summariser, an independent copy of the reading state."""
         child = copy.copy(self)
         child.state = copy.deepcopy(self.state)

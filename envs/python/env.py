@@ -18,10 +18,10 @@ import numpy as np
 
 from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
-from arpo_env.fork import ForkKind
-from arpo_env.task import Task
 from arpo_env.envs.python.config import SandboxConfig
 from arpo_env.envs.python.tool import PythonTool
+from arpo_env.fork import ForkKind
+from arpo_env.task import Task
 
 
 class ComputeTasks:

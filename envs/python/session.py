@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -50,7 +50,7 @@ class Tree:
     def alive(self) -> bool:
         return not self._closed
 
-    def spawn(self) -> "Session":
+    def spawn(self) -> Session:
         """A fresh, empty session in this tree."""
         host, worker = channel.pair()
         try:
@@ -162,7 +162,7 @@ class Session:
         return ExecResult(reply.get("output", ""), reply.get("error"), int(reply.get("dropped_bytes", 0)),
                           seconds=time.monotonic() - start)
 
-    def fork(self) -> "Session":
+    def fork(self) -> Session:
         """An independent copy of this session (variables, imports, scratch files)."""
         if self.closed:
             raise SandboxError("cannot fork a closed session")

@@ -17,8 +17,8 @@ import threading
 from typing import Any
 
 from arpo_env.envs.python.config import SandboxConfig
-from arpo_env.envs.python.protocol import ExecResult, SandboxError
 from arpo_env.envs.python.pool import take_tree
+from arpo_env.envs.python.protocol import ExecResult, SandboxError
 from arpo_env.envs.python.session import Session, Tree
 from arpo_env.envs.python.tiers import pick
 from arpo_env.tools import ToolResult
@@ -85,7 +85,7 @@ class PythonTool:
             self._session = self._new_session()
         return self._session
 
-    def start(self) -> "PythonTool":
+    def start(self) -> PythonTool:
         """Start the session now (instead of on the first call)."""
         _ = self.session
         return self
@@ -97,7 +97,7 @@ class PythonTool:
             self._session = None
         _ = self.session
 
-    def fork(self) -> "PythonTool":
+    def fork(self) -> PythonTool:
         """An independent tool whose session is a copy of this one at this point."""
         child = self.session.fork()
         return PythonTool(self.config, _tree=child.tree, _session=child)
@@ -112,7 +112,7 @@ class PythonTool:
         """Run one cell; on timeout, crash or limit the session is replaced (``restarted=True``)."""
         with self._lock:
             lost = self._session is not None and self._session.died_between_calls()
-            if lost:  # it died since the last call: say so, then run the code in a fresh session
+            if lost and self._session is not None:  # it died since the last call: say so, then run anew
                 self._session.close()
                 self._session = None
             try:

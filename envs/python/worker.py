@@ -257,7 +257,7 @@ class Session:
                 if isinstance(exc, SyntaxError):
                     lines = traceback.format_exception_only(type(exc), exc)
                 else:
-                    lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
+                    lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
                 os.write(self.out, "".join(lines).encode("utf-8", "replace"))
             except BaseException:
                 pass

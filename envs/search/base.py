@@ -39,7 +39,7 @@ class Hit:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Hit":
+    def from_dict(cls, d: dict[str, Any]) -> Hit:
         return cls(title=str(d.get("title", "")), snippet=str(d.get("snippet", "")), url=str(d.get("url", "")),
                    id=str(d.get("id", "")), score=float(d.get("score", 0.0)))
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.envs.search.base import Hit, SearchError
-from arpo_env.extras import require
 from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
+from arpo_env.extras import require
 
 INDEX_FORMAT = 1
 
@@ -161,5 +161,5 @@ class BM25Backend:
             hits.append(Hit(title=p.title, snippet=p.text, url=p.url, id=p.id, score=round(float(score), 4)))
         return hits
 
-    def __deepcopy__(self, memo: dict) -> "BM25Backend":
+    def __deepcopy__(self, memo: dict) -> BM25Backend:
         return self  # read-only index: env forks share it

@@ -81,14 +81,14 @@ class SearchCache:
         """Close this thread's connection (others close when their thread ends)."""
         self._db.close()
 
-    def __deepcopy__(self, memo: dict) -> "SearchCache":
+    def __deepcopy__(self, memo: dict) -> SearchCache:
         return self  # a handle on a shared file: forks share it
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": str(self.path), "timeout_s": self.timeout_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], timeout_s=state["timeout_s"])
+        SearchCache.__init__(self, state["path"], timeout_s=state["timeout_s"])
 
 
 class CachedBackend:
@@ -113,6 +113,7 @@ class CachedBackend:
 
     def search(self, query: str, k: int) -> list[Hit]:
         if self.mode is not CacheMode.OFF:
+            assert self.cache is not None  # __init__ requires a cache unless the mode is off
             found = self.cache.get(self.name, query, k)
             if found is not None:
                 self.hits += 1
@@ -121,12 +122,14 @@ class CachedBackend:
             if self.mode is CacheMode.REPLAY_ONLY:
                 raise SearchError(f"the query {query!r} is not in the search cache and the cache is "
                                   "replay-only (no live search in this run)")
+        if self.backend is None:
+            raise SearchError(f"the query {query!r} is not in the search cache and there is no backend")
         results = self.backend.search(query, k)
-        if self.mode is CacheMode.READ_WRITE:
+        if self.mode is CacheMode.READ_WRITE and self.cache is not None:
             self.cache.put(self.name, query, k, results)
         return results
 
-    def __deepcopy__(self, memo: dict) -> "CachedBackend":
+    def __deepcopy__(self, memo: dict) -> CachedBackend:
         return self  # shared by forks: the world siblings see is one
 
 

@@ -34,7 +34,7 @@ def build_command(corpus: Optional[Path] = typer.Option(None, "--corpus", "-c", 
         backend = BM25Backend(path, index_dir=out)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     print(json.dumps({"corpus": str(path), "passages": len(backend.passages), "corpus_hash": backend.corpus_hash,
                       "index_dir": str(backend.index_dir), "loaded_from_cache": backend.loaded_from_disk,
                       "build_s": round(backend.build_seconds, 3)}, indent=2))
@@ -66,7 +66,7 @@ def search_command(query: str = typer.Argument(..., help="The query."),
         hits = b.search(query, k)
     except SearchError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False) if as_json
           else format_hits(hits, show_urls=True))
 

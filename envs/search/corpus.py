@@ -16,9 +16,9 @@ import gzip
 import hashlib
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 from urllib.parse import quote
 
 DATA_DIR = Path(__file__).parent / "data"

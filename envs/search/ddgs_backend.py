@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from arpo_env.envs.deadline import run_with_deadline
 from arpo_env.envs.search.base import Hit, SearchError
@@ -116,5 +117,5 @@ class DDGSBackend:
                 backoff *= 2
         raise SearchError(f"web search failed (network unavailable or request blocked): {last}")
 
-    def __deepcopy__(self, memo: dict) -> "DDGSBackend":
+    def __deepcopy__(self, memo: dict) -> DDGSBackend:
         return self  # no per-episode state: env forks share it

@@ -9,14 +9,14 @@ Fork kind: ``state``. The tool's query history is copied; the backend (index, ca
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from arpo_env.config import split_fields
 from arpo_env.env import TextEnv
-from arpo_env.fork import ForkKind
-from arpo_env.task import ListTaskSource, Task, TaskSource
 from arpo_env.envs.search.base import SearchBackend
 from arpo_env.envs.search.tool import SearchConfig, SearchTool, build_backend
+from arpo_env.fork import ForkKind
+from arpo_env.task import ListTaskSource, Task, TaskSource
 
 
 def hotpotqa_tasks() -> ListTaskSource:
@@ -58,7 +58,7 @@ class SearchEnv(TextEnv):
     @property
     def search_tool(self) -> SearchTool:
         """This env's search tool (after an ``external`` fork, the child's own fork of it)."""
-        return self.tools["search"]
+        return cast(SearchTool, self.tools["search"])
 
     def default_task_source(self) -> TaskSource:
         return hotpotqa_tasks()

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arpo_env.tools import ToolResult
 from arpo_env.envs.search.base import Hit, SearchBackend, SearchError, format_hits
-from arpo_env.envs.search.cache import CacheMode, CachedBackend, SearchCache
+from arpo_env.envs.search.cache import CachedBackend, CacheMode, SearchCache
+from arpo_env.tools import ToolResult
 
 MAX_QUERY_CHARS = 1_000
 
@@ -134,7 +134,7 @@ class SearchTool:
         """Forget the episode's history (called by the env on reset)."""
         self.history = []
 
-    def fork(self) -> "SearchTool":
+    def fork(self) -> SearchTool:
         """Same backend (and cache), an independent copy of the history."""
         child = copy.copy(self)
         child.history = list(self.history)

@@ -37,7 +37,7 @@ def _client(config: SandboxConfig) -> Any:
         client.ping()
     except Exception as exc:  # DockerException, requests errors, bad URL
         where = config.docker_url or os.environ.get("DOCKER_HOST") or "the local socket"
-        raise SandboxUnavailable(f"no Docker engine answers at {where} ({type(exc).__name__}); {SETUP_HINT}")
+        raise SandboxUnavailable(f"no Docker engine answers at {where} ({type(exc).__name__}); {SETUP_HINT}") from None
     return client
 
 
@@ -96,9 +96,9 @@ class DockerTier:
             listener.settimeout(config.start_timeout)
             try:
                 ctl, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 logs = container.logs(tail=20).decode(errors="replace")
-                raise SandboxError(f"the container did not connect within {config.start_timeout} s: {logs}")
+                raise SandboxError(f"the container did not connect within {config.start_timeout} s: {logs}") from None
             ctl.settimeout(None)
             creds = ctl.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             pid = int.from_bytes(creds[:4], "little")

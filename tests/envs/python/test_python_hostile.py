@@ -10,7 +10,6 @@ import errno
 import os
 import secrets
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -19,30 +18,17 @@ import pytest
 from arpo_env.envs.python.tiers.common import uid_processes
 
 TIMEOUT = 2.0
-HANG_GUARD = 60.0
-"""Seconds a call may take before the test fails as hung: 30x the cell deadline, so it never decides a
-result (a restart of a killed session, a new docker container, takes about a second). That a deadline
+HANG_GUARD = 60
+"""Seconds a test may take before pytest-timeout fails it as hung: 30x the cell deadline, so it never decides
+a result (a restart of a killed session, a new docker container, takes about a second). That a deadline
 fired is read from the result (``exception == "Timeout"``), never from a measured duration."""
+pytestmark = pytest.mark.timeout(HANG_GUARD)
 
 
 def run(tool, code: str):
-    """One tool call under the hang guard (a bounded wait, not a duration assertion)."""
-    box: dict = {}
-
-    def call() -> None:
-        try:
-            box["res"] = tool(code)
-        except BaseException as exc:  # re-raised in the test's thread
-            box["exc"] = exc
-
-    worker = threading.Thread(target=call, daemon=True)
-    worker.start()
-    worker.join(HANG_GUARD)
-    if worker.is_alive():
-        pytest.fail(f"hang guard: the call did not return within {HANG_GUARD:g} s: {code[:200]!r}")
-    if "exc" in box:
-        raise box["exc"]
-    return box["res"]
+    """One tool call, in the test's own thread: a tier ties a sandbox's life to the thread that started it
+    (PDEATHSIG), so a session restarted inside a short-lived helper thread would die with that thread."""
+    return tool(code)
 
 
 def assert_recovers(tool) -> None:
