@@ -18,7 +18,7 @@ import subprocess
 
 from arpo_env.envs.python import channel
 from arpo_env.envs.python.config import SandboxConfig
-from arpo_env.envs.python.protocol import SandboxUnavailable, Zygote
+from arpo_env.envs.python.protocol import Zygote
 from arpo_env.envs.python.tiers import common
 
 INNER_UID = 65534
@@ -73,11 +73,8 @@ class BwrapTier:
         return _probe(common.is_root())
 
     def start(self, config: SandboxConfig) -> Zygote:
-        ok, why = self.available(config)
-        if not ok:
-            raise SandboxUnavailable(why)
+        uid, own = common.start_checks(self, config)
         python = common.interpreter(config)
-        uid, own = common.tree_uid(config)
         host, worker = channel.pair()
         inner = common.worker_config(config, {"fd": worker.fileno()}, uid=INNER_UID, own_uid=True, limit_nproc=own)
         argv = _bwrap_args(config, python, prestaged=uid is not None) + [

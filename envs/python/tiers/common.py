@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from arpo_env.envs.python.config import SandboxConfig
+from arpo_env.envs.python.protocol import SandboxUnavailable
 
 WORKER_PATH = Path(__file__).resolve().parent.parent / "worker.py"
 MARKER = "arpo-python-worker"
@@ -48,6 +49,19 @@ def tree_uid(config: SandboxConfig) -> tuple[int | None, bool]:
     if config.uid is not None:
         return config.uid, False
     return UID_BASE + secrets.randbelow(UID_SPAN), True
+
+
+class _Probe(Protocol):
+    def available(self, config: SandboxConfig) -> tuple[bool, str]: ...
+
+
+def start_checks(tier: _Probe, config: SandboxConfig) -> tuple[int | None, bool]:
+    """What every tier's ``start`` begins with: raise :class:`SandboxUnavailable` (with the tier's reason)
+    unless it works here, then the tree's uid and whether it is the tree's own (:func:`tree_uid`)."""
+    ok, why = tier.available(config)
+    if not ok:
+        raise SandboxUnavailable(why)
+    return tree_uid(config)
 
 
 def interpreter(config: SandboxConfig) -> str:

@@ -68,10 +68,7 @@ class DockerTier:
         return True, f"engine answers, image {config.docker_image} present"
 
     def start(self, config: SandboxConfig) -> Zygote:
-        ok, why = self.available(config)
-        if not ok:
-            raise SandboxUnavailable(why)
-        uid, own = common.tree_uid(config)
+        uid, own = common.start_checks(self, config)
         user = uid if uid is not None else 65534
         sockdir = tempfile.mkdtemp(prefix="arpo-docker-")
         os.chmod(sockdir, 0o755)

@@ -17,7 +17,7 @@ import subprocess
 
 from arpo_env.envs.python import channel
 from arpo_env.envs.python.config import SandboxConfig
-from arpo_env.envs.python.protocol import SandboxUnavailable, Zygote
+from arpo_env.envs.python.protocol import Zygote
 from arpo_env.envs.python.tiers import common
 
 
@@ -37,11 +37,8 @@ class SubprocessTier:
                       "no network namespace); use bwrap or docker for isolation")
 
     def start(self, config: SandboxConfig) -> Zygote:
-        ok, why = self.available(config)
-        if not ok:
-            raise SandboxUnavailable(why)
+        uid, own = common.start_checks(self, config)
         python = common.interpreter(config)
-        uid, own = common.tree_uid(config)
         host, worker = channel.pair()
         cfg = common.worker_config(config, {"fd": worker.fileno()}, uid=uid, own_uid=own, limit_nproc=own)
         if common.is_root():
