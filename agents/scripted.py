@@ -5,7 +5,7 @@ It implements the ``arpo_env.Agent`` protocol with the same lockstep loop shape 
 can measure their own overhead without a model. Token ids come from a fixed, model-free ``encode``
 (default: the UTF-8 bytes of the text), so trajectories satisfy ``Trajectory.check()`` and look like a
 model's: prompt ids (mask 0), action ids (mask 1, log-prob 0.0, entropy NaN), observation ids (mask 0).
-Tool calls are recorded as the env counts them (``TextEnv.last_turn.is_tool_call``), as the LLM agent does.
+Tool calls are recorded as the env decides them (``TextEnv.last_turn.is_tool_call``), as the LLM agent does.
 
 The default policy replays ``env.example_actions()`` (drawn right after reset), which for the calculator
 solves the task with the tool; :func:`arpo_env.benchmarks.oracle.oracle_policy` answers from the gold answer.

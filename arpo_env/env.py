@@ -13,8 +13,9 @@ Semantics (ARPO.md section 1):
 - Budgets: ``max_tool_calls`` counts all tools and malformed turns together; a call past it ends the
   episode (``truncated``), as does reaching ``max_turns``.
 - The turn just played: ``env.last_turn`` is a :class:`Turn` (the parsed action, the tool result, the
-  observation and ``is_tool_call``: whether the turn counted against the budget). This is the one place
-  that decides what a tool call is; agents and trainers read it instead of parsing ``info`` (whose keys
+  observation, ``counted``: whether the turn counted against the budget, and ``is_tool_call``: whether it
+  was a call of one of the env's tools, well-formed or not). This is the one place that decides what a tool
+  call is; agents and trainers read it instead of parsing ``info`` (whose keys
   stay for Gymnasium users). ``env.stop_strings`` are the strings a generator should stop at.
 - Reward: 0 on non-final steps; on the final step ``reward_fn(response, task)`` where ``response`` is
   every action and observation of the episode concatenated (ARPO's reward by default).
@@ -81,10 +82,18 @@ class Turn:
     """What ``step`` returned: the ``<result>`` block, an error, or ``""`` after an answer."""
     result: ToolResult | None = None
     """The tool's result when a tool ran (only for counted calls of kind ``tool``), else ``None``."""
-    is_tool_call: bool = False
-    """True when the env counted this turn against ``max_tool_calls``: an executed call or a malformed
+    counted: bool = False
+    """True when the env counted this turn against ``max_tool_calls``: an executed call or any malformed
     turn (unknown/unclosed tag, bad JSON, no tag at all, over-long). False for an answer, for a turn past
     the budget (it ends the episode instead) and for a step after the episode ended."""
+
+    @property
+    def is_tool_call(self) -> bool:
+        """The agent made a tool call: a counted turn that ran a tool or was a malformed call of one of this
+        env's tools (action kind ``tool`` or ``invalid``). A counted turn with no call of this env's tools at
+        all (kind ``none``: plain text, or only tags this env does not have) uses budget but is no call; it
+        is not recorded in ``Trajectory.tool_calls`` and never starts an ARPO branch."""
+        return self.counted and self.action.kind in ("tool", "invalid")
 
     @property
     def tool_error(self) -> bool:

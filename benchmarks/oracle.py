@@ -6,7 +6,7 @@ Used to test the evaluation harness (scores, resume) and to measure its overhead
 ``arpo eval --backend oracle``). :class:`OracleAgent` is the scripted agent with this policy. Its "token
 ids" are character codes, so token counts are characters: good for bookkeeping tests, not for anything
 about models. The loss-mask contract is the scripted agent's: action characters 1, prompt and tool
-results 0; tool calls are the ones the env counted (``TextEnv.last_turn.is_tool_call``).
+results 0; tool calls are the ones the env decides (``TextEnv.last_turn.is_tool_call``).
 """
 from __future__ import annotations
 

@@ -186,17 +186,22 @@ def test_backend_completer_is_a_text_completer():
     assert isinstance(out, str) and "<|im_end|>" not in out
 
 
-def test_trajectory_tool_calls_are_the_turns_the_env_counted(tiny):
+def test_trajectory_tool_calls_are_the_calls_among_the_turns_the_env_counted(tiny):
+    from arpo_env.parsing import parse_action
+
     *_, envs, trajs = _rollout(tiny, n=6, max_new_tokens=24)
     for env, t in zip(envs, trajs):
-        assert len(t.tool_calls) == env.episode.tool_calls  # one record per budget-counted turn, no more
-        assert all(0 <= c.turn < len(t.turn_spans) for c in t.tool_calls)
+        ep = env.episode
+        counted = ep.actions[:ep.tool_calls]  # budget-counted turns come first (an answer or a call past the
+        kinds = [parse_action(a, env.tools).kind for a in counted]  # budget ends the episode)
+        assert len(t.tool_calls) == sum(k in ("tool", "invalid") for k in kinds) <= ep.tool_calls
+        assert [c.turn for c in t.tool_calls] == [i for i, k in enumerate(kinds) if k in ("tool", "invalid")]
 
 
-def test_an_eos_turn_without_a_tag_is_recorded_as_the_env_counts_it():
+def test_an_eos_turn_without_a_tag_uses_budget_but_is_no_tool_call():
     _, tok = tiny_model_and_tokenizer("qwen2")
     agent = Agent(ScriptBackend(tok, ["I think it is 391."]), tok)
     env = arpo_env.make("arpo/Calculator-v0")
     (traj,) = agent.rollout([env], SamplingParams(), options=[{"question": "What is 17*23?", "answer": "391"}])
-    assert env.last_turn.action.kind == "none" and env.last_turn.is_tool_call
-    assert [(c.name, c.error, c.turn) for c in traj.tool_calls] == [(None, True, 0)]
+    assert env.last_turn.action.kind == "none" and env.last_turn.counted and not env.last_turn.is_tool_call
+    assert env.episode.tool_calls == 1 and traj.tool_calls == []

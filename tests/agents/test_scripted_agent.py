@@ -29,12 +29,13 @@ def test_text_list_policy_and_turn_cap():
     assert t.truncated and not t.terminated and len(t.turn_spans) == 2 and t.finish_reason == "max_turns"
 
 
-def test_tool_calls_are_the_turns_the_env_counted():
-    env = arpo_env.make("arpo/Calculator-v0", max_tool_calls=2)
-    turns = ["<calculator>1+1</calculator>", "no tag", "<calculator>2+2</calculator>"]
+def test_tool_calls_are_the_calls_the_env_counted():
+    env = arpo_env.make("arpo/Calculator-v0", max_tool_calls=3)
+    turns = ["<calculator>1+1</calculator>", "no tag", "<calculator>2+", "<calculator>2+2</calculator>"]
     (t,) = ScriptedAgent(turns).rollout([env], None, options=[{"question": "2?", "answer": "2"}])
-    # the third call is past the budget: it ends the episode and is not a call the env counted
-    assert t.truncated and env.episode.tool_calls == 2 == len(t.tool_calls)
-    assert [(c.name, c.args, c.error, c.turn) for c in t.tool_calls] == [("calculator", "1+1", False, 0),
-                                                                         (None, None, True, 1)]
+    # "no tag" uses budget but calls no tool; the unclosed call is a (malformed) call; the fourth is past
+    # the budget: it ends the episode and is not a call the env counted
+    assert t.truncated and env.episode.tool_calls == 3 and len(t.tool_calls) == 2
+    assert [(c.name, c.error, c.turn) for c in t.tool_calls] == [("calculator", False, 0), ("calculator", True, 2)]
+    assert t.tool_calls[0].args == "1+1"
     assert sum(t.loss_mask) == sum(len(byte_ids(a)) for a in turns)  # observations are never trainable

@@ -142,12 +142,13 @@ def test_last_turn_of_a_tool_call_and_an_answer():
     ('<tool_call>{"name": 1}</tool_call>', "invalid"),   # bad JSON call
     ("just thinking aloud", "none"),                     # no tag at all
 ])
-def test_malformed_turns_are_tool_calls_exactly_where_the_budget_counts_them(text, kind):
+def test_malformed_turns_use_budget_and_only_calls_of_its_tools_are_tool_calls(text, kind):
     env = _calc(max_tool_calls=2)
     for i in range(2):
         obs, _, term, trunc, info = env.step(text)
         turn = env.last_turn
-        assert turn.action.kind == kind and turn.is_tool_call and turn.tool_error and turn.result is None
+        assert turn.action.kind == kind and turn.counted and turn.result is None
+        assert turn.is_tool_call == turn.tool_error == (kind == "invalid")  # no tag of its tools: no call
         assert turn.observation == obs and "Error" in obs and not (term or trunc)
         assert env.episode.tool_calls == info["tool_calls"] == i + 1  # counted by the budget
     # past the budget the same turn is not counted: it ends the episode
