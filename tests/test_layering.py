@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.imports import imported_modules
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: repository folder -> (layer, the package it installs as)
@@ -41,26 +43,6 @@ def layer_of_module(name: str) -> str | None:
     if parts[0] != "arpo_env":
         return None
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
-
-
-def imported_modules(tree: ast.AST, package: str | None) -> list[tuple[str, int]]:
-    """Every module an ``import`` statement of ``tree`` names, with its line. ``from p import x`` yields
-    ``p.x`` as well as ``p`` (``x`` may be a submodule: ``from arpo_env import agents``); relative imports
-    are resolved against ``package``."""
-    out: list[tuple[str, int]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [(a.name, node.lineno) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                if package is None:
-                    continue
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            out.append((base, node.lineno))
-            out += [(f"{base}.{a.name}", node.lineno) for a in node.names if a.name != "*"]
-    return out
 
 
 def violations(source: str, layer: str, package: str | None = None, filename: str = "<source>") -> list[str]:

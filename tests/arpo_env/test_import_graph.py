@@ -1,10 +1,9 @@
-"""The project's imports form a DAG (module-level and function-level imports alike), and the layers point
-one way: core imports none of envs/agents/benchmarks/trainers; envs and agents only the core; benchmarks
-not the trainers."""
+"""The project's imports form a DAG (module-level and function-level imports alike). That the layers point
+one way is tests/test_layering.py."""
 import ast
 from pathlib import Path
 
-import pytest
+from tests.helpers.imports import imported_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"arpo_env": "arpo_env", "arpo_env.envs": "envs", "arpo_env.agents": "agents",
@@ -26,19 +25,11 @@ def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(up + ([base] if base else []))
-                subs = [f"{base}.{a.name}" for a in node.names]
-                targets = subs if all(s in mods for s in subs) else [base, *[s for s in subs if s in mods]]
-            else:
-                continue
-            graph[name].update(t for t in targets if t in mods and t != name)
+        found = [(t, line) for t, line in imported_modules(ast.parse(path.read_text()), package)
+                 if t in mods and t != name]
+        # ``from pkg import sub`` names pkg and pkg.sub on one line: the edge is to the submodule alone
+        graph[name].update(t for t, line in found
+                           if not any(u.startswith(t + ".") and at == line for u, at in found))
     return graph
 
 
@@ -71,20 +62,3 @@ def test_the_finder_sees_a_circle():
 
 def test_imports_form_a_dag():
     assert _cycle(_graph()) is None
-
-
-@pytest.mark.parametrize("layer,forbidden", [
-    ("arpo_env", ("arpo_env.envs", "arpo_env.agents", "arpo_env.benchmarks", "arpo_env.trainers")),
-    ("arpo_env.envs", ("arpo_env.agents", "arpo_env.benchmarks", "arpo_env.trainers")),
-    ("arpo_env.agents", ("arpo_env.envs", "arpo_env.benchmarks", "arpo_env.trainers")),
-    ("arpo_env.benchmarks", ("arpo_env.trainers",)),
-])
-def test_layers_point_one_way(layer, forbidden):
-    def in_layer(m: str, pkg: str) -> bool:
-        if pkg == "arpo_env":
-            return not any(m == p or m.startswith(p + ".") for p in list(FOLDERS)[1:])
-        return m == pkg or m.startswith(pkg + ".")
-
-    bad = [(m, t) for m, ts in _graph().items() if in_layer(m, layer) for t in ts
-           if any(in_layer(t, f) for f in forbidden)]
-    assert not bad
