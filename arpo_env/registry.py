@@ -21,20 +21,19 @@ import gymnasium as gym
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "arpo_env.envs"
 
-#: Built-in environments: id -> (entry point, description). Imported only when made or described.
-BUILTIN_ENVS: dict[str, tuple[str, str]] = {
-    "arpo/Calculator-v0": ("arpo_env.envs.calculator:CalculatorEnv", "arithmetic word problems with a safe calculator"),
-    "arpo/Python-v0": ("arpo_env.envs.python.env:PythonEnv", "compute questions with a persistent, forkable, sandboxed Python session"),
-    "arpo/Search-v0": ("arpo_env.envs.search.env:SearchEnv", "multi-hop QA with search (offline BM25 or live DuckDuckGo)"),
-    "arpo/Browse-v0": ("arpo_env.envs.browse.env:BrowseEnv", "read web pages (offline page store or live http)"),
-    "arpo/MultiTool-v0": ("arpo_env.envs.multitool:MultiToolEnv", "ARPO's env: search + python (+ browse)"),
-}
-#: The extras (``pip install 'arpo-env[NAME]'``) a built-in env needs with its default settings; others run on
-#: the core. Options can need more: ``search_backend='ddgs'`` (search), Browse-v0's ``source='live'`` (browse),
-#: the python sandbox's docker tier (docker).
-BUILTIN_EXTRAS: dict[str, tuple[str, ...]] = {
-    "arpo/Search-v0": ("search",),
-    "arpo/MultiTool-v0": ("search",),
+#: Built-in environments: id -> (entry point, description, the extras (``pip install 'arpo-env[NAME]'``) it
+#: needs with its default settings). Imported only when made or described. Options can need more extras:
+#: ``backend='ddgs'`` (search), Browse-v0's ``source='live'`` (browse), the sandbox's docker tier (docker).
+BUILTIN_ENVS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "arpo/Calculator-v0": ("arpo_env.envs.calculator:CalculatorEnv",
+                           "arithmetic word problems with a safe calculator", ()),
+    "arpo/Python-v0": ("arpo_env.envs.python.env:PythonEnv",
+                       "compute questions with a persistent, forkable, sandboxed Python session", ()),
+    "arpo/Search-v0": ("arpo_env.envs.search.env:SearchEnv",
+                       "multi-hop QA with search (offline BM25 or live DuckDuckGo)", ("search",)),
+    "arpo/Browse-v0": ("arpo_env.envs.browse.env:BrowseEnv", "read web pages (offline page store or live http)", ()),
+    "arpo/MultiTool-v0": ("arpo_env.envs.multitool:MultiToolEnv", "ARPO's env: search + python (+ browse)",
+                          ("search",)),
 }
 
 
@@ -110,9 +109,9 @@ def _load_plugins() -> None:
 
 
 def _register_builtins() -> None:
-    for env_id, (entry, desc) in BUILTIN_ENVS.items():
+    for env_id, (entry, desc, extras) in BUILTIN_ENVS.items():
         if env_id not in _RECORDS:
-            register(env_id, entry, description=desc, source="builtin", extras=BUILTIN_EXTRAS.get(env_id, ()))
+            register(env_id, entry, description=desc, source="builtin", extras=extras)
 
 
 def list_envs() -> list[EnvRecord]:

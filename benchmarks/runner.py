@@ -83,7 +83,7 @@ class EvalConfig:
     env: str | None = None
     """Env id for every benchmark instead of each benchmark's default."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Merged over each benchmark's env kwargs (tool backends, budgets: ``{"search_backend": "bm25"}``)."""
+    """Merged over each benchmark's env kwargs (tool backends, budgets: ``{"backend": "ddgs", "max_tool_calls": 5}``)."""
     data_dir: str | None = None
     """Folder with data files that are not shipped (GAIA, HLE); else ``$ARPO_DATA_DIR``."""
     concurrency: int = 4

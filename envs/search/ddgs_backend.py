@@ -65,7 +65,7 @@ _LIMITER = _RateLimiter()
 
 
 def _default_client(config: DDGSConfig) -> Callable[[str, int], list[dict[str, Any]]]:
-    require("search", "ddgs", needed_by="live search (search_backend='ddgs')")  # fail when built, not per query
+    require("search", "ddgs", needed_by="live search (backend='ddgs')")  # fail when built, not per query
 
     def call(query: str, k: int) -> list[dict[str, Any]]:
         from ddgs import DDGS

@@ -15,11 +15,13 @@ import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
 
 import arpo_env
-from arpo_env.fork import ForkKind, check_fork
 from arpo_env.envs.python.config import SandboxConfig
 from arpo_env.envs.python.session import Tree
 from arpo_env.envs.python.tiers import get_tier
 from arpo_env.envs.python.tiers.common import uid_processes
+from arpo_env.fork import ForkKind, check_fork
+from tests.helpers.waiting import wait_until
+
 
 def test_check_env(tier):
     env = gym.make("arpo/Python-v0", sandbox=tier)
@@ -145,9 +147,7 @@ def test_no_zombies_or_orphans_after_close(tier):
     for e in [grandchild, children[0], children[2]]:
         e.close()
     env.close()
-    deadline = time.monotonic() + 10
-    while _live(pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not _live(pids))
     assert _live(pids) == []
     if zy.uid is not None:
         assert uid_processes(zy.uid) == []
@@ -176,9 +176,7 @@ def test_no_orphans_after_host_is_killed(tier):
     finally:
         host.send_signal(signal.SIGKILL)
         host.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (_live(info["pids"]) or (info["uid"] and uid_processes(info["uid"]))):
-        time.sleep(0.2)
+    wait_until(lambda: not (_live(info["pids"]) or (info["uid"] and uid_processes(info["uid"]))))
     assert _live(info["pids"]) == []
     if info["uid"] is not None:
         assert uid_processes(info["uid"]) == []

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from arpo_env.envs.python.tiers.common import uid_processes
+from tests.helpers.waiting import wait_until
 
 TIMEOUT = 2.0
 HANG_GUARD = 60
@@ -205,9 +206,7 @@ def test_escaped_process_dies_with_the_tree(make_tool, tier):
     uid = tool.session.tree.zygote.uid
     tool.close()
     if uid is not None:
-        deadline = time.monotonic() + 5
-        while uid_processes(uid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not uid_processes(uid))
         assert uid_processes(uid) == []
     assert _marker_processes(tool) == []
 

@@ -2,12 +2,11 @@
 truncation, timeouts with restart, and forks that share nothing."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from arpo_env.envs.python import make_python_tool
 from arpo_env.envs.python.tool import _strip_fence
+from tests.helpers.waiting import wait_until
 
 
 def test_state_persists_and_trailing_expression_prints(make_tool):
@@ -54,9 +53,7 @@ def test_session_killed_between_calls_is_restarted_and_says_so(make_tool):
     tool("keep = 5")
     session = tool.session
     session.tree.kill_group(session.host_pid, session.ns_pid)  # e.g. the OOM killer, from outside
-    deadline = time.monotonic() + 5
-    while not session.died_between_calls() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(session.died_between_calls)
     res = tool("print(6 * 7)")
     assert not res.error and res.text.endswith("\n42") and "had died since the last call" in res.text
     assert res.metadata["restarted"] and res.metadata["died_before_call"]
