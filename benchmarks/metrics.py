@@ -16,6 +16,7 @@ Not covered: multiple-choice letter extraction from free text (the agent's boxed
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -55,11 +56,23 @@ def _mv_timeouts() -> dict[str, int | None]:
     return {"parse": 5 if main else None, "verify": 5 if main else None}
 
 
+_CURRENCY = re.compile(r"\\\$|\$(?=\s*\d)")  # an escaped dollar, or a bare '$' before a number: money
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}")
+_MATH_SIGNS = re.compile(r"[\d=^_]|\\(?!text|mathrm|textbf|textit|mathbf|mbox|operatorname)[A-Za-z]+")
+
+
+def _money_free(text: str) -> str:
+    """``\\$18.50`` and a bare ``$18.50`` are amounts of money, not math delimiters."""
+    if "\\$" in text or text.count("$") % 2 == 1:
+        return _CURRENCY.sub("", text)
+    return text
+
+
 def _mv_parse(text: str):  # noqa: ANN202
     require("bench", "math_verify", needed_by="the math_equiv metric")
     from math_verify import parse
 
-    text = text.strip()
+    text = _money_free(text.strip())
     wrapped = text if ("$" in text or "\\boxed" in text or "\\[" in text) else f"${text}$"
     out = parse(wrapped, parsing_timeout=_mv_timeouts()["parse"])
     if not out and wrapped != text:
@@ -67,24 +80,57 @@ def _mv_parse(text: str):  # noqa: ANN202
     return out
 
 
-def math_equal(prediction: str | None, gold: Gold) -> float:
-    """1.0 if math-verify finds ``prediction`` equivalent to some gold. Falls back to normalised exact match
-    when math-verify cannot parse either side (free text answers)."""
-    if prediction is None or not prediction.strip():
-        return 0.0
-    require("bench", "math_verify", needed_by="the math_equiv metric")
+def _text_key(text: str) -> str:
+    """Light normalisation for free text: lower case, ``\\text{}`` unwrapped, ``$`` and spacing commands dropped,
+    whitespace collapsed, a trailing full stop dropped. Signs, points and brackets are kept."""
+    text = _TEXT_WRAP.sub(lambda m: m.group(1), _money_free(text))
+    text = re.sub(r"\\[,;:! ]|~|\$", " ", text)
+    return " ".join(text.lower().split()).rstrip(".").strip()
+
+
+def _is_text(text: str) -> bool:
+    """A word answer (no digits, no operators, no LaTeX math): math-verify would read ``dog`` as the product
+    ``d*o*g`` and call it equal to ``god``, so such answers are compared as text."""
+    bare = _TEXT_WRAP.sub(lambda m: m.group(1), text)
+    return not _MATH_SIGNS.search(bare) and re.search(r"[A-Za-z]{2,}", bare) is not None
+
+
+def _verify(gold_parsed: list, pred_parsed: list) -> bool:
     from math_verify import verify
 
+    try:
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=_mv_timeouts()["verify"]))
+    except Exception:  # math-verify may raise on exotic input; treat as not equal
+        return False
+
+
+def math_equal(prediction: str | None, gold: Gold) -> float:
+    """1.0 if ``prediction`` is mathematically equal to some gold, max over golds.
+
+    - Both sides parse (math-verify): math-verify's verdict decides. A different value never scores 1
+      (``-3`` vs ``3``, ``[0,1)`` vs ``(0,1]``). Word answers are the one exception in the other direction:
+      math-verify reads ``dog`` as ``d*o*g``, so when either side is a word answer (:func:`_is_text`), an
+      "equal" from math-verify also needs the texts to match (:func:`_text_key`).
+    - One side does not parse: text comparison by :func:`_text_key`, which keeps signs, points and brackets.
+    - Money: ``\\$18.50`` and a lone ``$18.50`` are read as 18.50 (not as math delimiters). Units, percentages
+      and degrees are math-verify's: ``5 cm`` = 5, ``50\\%`` = 0.5 = 50 (it accepts both), ``30^\\circ`` = 30.
+
+    Not covered: word answers that are really products of variables (``xy`` vs ``yx`` compare as text);
+    math-verify rounds floats to 6 significant digits. Every difference from math-verify is listed in
+    ``docs/scorers.md``.
+    """
+    if prediction is None or not prediction.strip():
+        return 0.0
     pred = _mv_parse(prediction)
     for g in _golds(gold):
         gold_parsed = _mv_parse(g)
         if pred and gold_parsed:
-            try:
-                if verify(gold_parsed, pred, timeout_seconds=_mv_timeouts()["verify"]):
-                    return 1.0
-            except Exception:  # math-verify may raise on exotic input; treat as not equal
-                pass
-        if normalize_answer(prediction) == normalize_answer(g) and normalize_answer(g):
+            same = _verify(gold_parsed, pred)
+            if same and (_is_text(prediction) or _is_text(g)):
+                same = _text_key(prediction) == _text_key(g)
+        else:
+            same = bool(_text_key(g)) and _text_key(prediction) == _text_key(g)
+        if same:
             return 1.0
     return 0.0
 
