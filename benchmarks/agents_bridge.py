@@ -47,8 +47,10 @@ def as_completer(obj: Any) -> TextCompleter:
     raise TypeError(f"{type(obj).__name__} cannot act as a judge: it has no complete(messages, max_new_tokens)")
 
 
-def load_judge(model: str, backend: str = "hf") -> Any:
-    """An :class:`arpo_env.benchmarks.judge.LLMJudge` backed by ``model`` on ``backend``."""
-    from arpo_env.benchmarks.judge import LLMJudge
+def load_judge(model: str, backend: str = "hf", max_new_tokens: int | None = None) -> Any:
+    """An :class:`arpo_env.benchmarks.judge.LLMJudge` backed by ``model`` on ``backend``
+    (``max_new_tokens``: the reply's budget, default :data:`~arpo_env.benchmarks.judge.DEFAULT_JUDGE_TOKENS`)."""
+    from arpo_env.benchmarks.judge import DEFAULT_JUDGE_TOKENS, LLMJudge
 
-    return LLMJudge(as_completer(load_agent(backend=backend, model=model)), name=f"{backend}:{model}")
+    return LLMJudge(as_completer(load_agent(backend=backend, model=model)), name=f"{backend}:{model}",
+                    max_new_tokens=max_new_tokens or DEFAULT_JUDGE_TOKENS)

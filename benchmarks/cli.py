@@ -46,6 +46,7 @@ def eval_command(
     workers: int = typer.Option(1, help="Batches in flight (threads; for remote backends)."),
     judge: Optional[str] = typer.Option(None, help="Judge model for judged benchmarks (else their fallback metric)."),
     judge_backend: str = typer.Option("hf", help="Backend of the judge model."),
+    judge_max_tokens: int = typer.Option(1024, min=1, help="Token budget of a judge reply (reasoning judges need hundreds)."),
     new_run: bool = typer.Option(False, "--new-run", help="Archive existing results in OUT and start over."),
     force: bool = typer.Option(False, "--force", help="Continue although settings changed (recorded)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-run episodes that ended in an error."),
@@ -64,13 +65,17 @@ def eval_command(
                      workers=workers, judge=judge, new_run=new_run, force=force, retry_errors=retry_errors,
                      progress=not no_progress)
     agent = load_agent(backend=backend, model=model)
-    judge_obj = load_judge(judge, judge_backend) if judge else None
+    judge_obj = load_judge(judge, judge_backend, max_new_tokens=judge_max_tokens) if judge else None
     try:
         summary = run_eval(cfg, agent, judge_obj)
     except SettingsChanged as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(summary))
+    if summary.get("judge_unparsed"):
+        typer.echo(f"warning: {summary['judge_unparsed']} judge replies held no verdict (scored 0, "
+                   "judge_verdict='unparsed' in results.jsonl); raise --judge-max-tokens or use a stronger judge",
+                   err=True)
     from arpo_env.benchmarks.leaderboard import build_table, render
 
     typer.echo(render(build_table([out]), "md"))

@@ -204,7 +204,7 @@ def score_row(bench: Benchmark, sample: Task, prediction: str | None, judge: LLM
     if judge is not None and bench.metric == "judge":
         verdict = judge(sample.question, prediction, sample.answer)
         scores["judge"] = verdict.score
-        extra = {"judge_reply": verdict.reply, "judge_parsed": verdict.parsed}
+        extra = {"judge_reply": verdict.reply, "judge_verdict": verdict.label, "judge_parsed": verdict.parsed}
     metric = bench.metric if bench.metric in scores else (bench.fallback_metric or "f1")
     return {"scores": scores, "metric": metric, "score": scores[metric], "correct": scores[metric] >= 1.0 - 1e-9, **extra}
 
@@ -249,7 +249,8 @@ def _run_batch(agent: Agent, cfg: EvalConfig, batch: list[Item], judge: LLMJudge
 
 def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
              on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) an evaluation; returns ``{"done", "skipped", "errors", "elapsed_s", "out"}``."""
+    """Run (or resume) an evaluation; returns ``{"done", "skipped", "errors", "judge_unparsed", "elapsed_s",
+    "samples_per_s", "out"}`` (``judge_unparsed``: judged rows of this call whose reply held no verdict)."""
     benches = [get_benchmark(n) for n in cfg.benchmarks]
     samples = {b.name: b.load(cfg.data_dir, cfg.limit) for b in benches}
     meta = build_metadata(cfg, agent, benches, judge)
@@ -258,7 +259,7 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
             for a in range(cfg.attempts) if (b.name, s.id, a) not in done]
     skipped = sum(len(v) for v in samples.values()) * cfg.attempts - len(todo)
     batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]
-    counts = {"done": 0, "errors": 0}
+    counts = {"done": 0, "errors": 0, "judge_unparsed": 0}
     t0 = time.perf_counter()
     from arpo_env.benchmarks.progress import progress_bar
 
@@ -271,6 +272,7 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
                 writer.write(full)
                 counts["done"] += 1
                 counts["errors"] += bool(row["error"])
+                counts["judge_unparsed"] += row.get("judge_verdict") == "unparsed"
                 advance(1)
                 if on_row:
                     on_row(full)
@@ -282,5 +284,6 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
             with ThreadPoolExecutor(cfg.workers) as pool:
                 list(pool.map(work, batches))
     elapsed = time.perf_counter() - t0
-    return {"done": counts["done"], "skipped": skipped, "errors": counts["errors"], "elapsed_s": elapsed,
+    return {"done": counts["done"], "skipped": skipped, "errors": counts["errors"],
+            "judge_unparsed": counts["judge_unparsed"], "elapsed_s": elapsed,
             "samples_per_s": counts["done"] / elapsed if elapsed > 0 else math.nan, "out": str(cfg.out)}
