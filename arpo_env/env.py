@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 
@@ -61,15 +61,23 @@ class EnvConfig:
     """Upper bound of the observation space; the prompt and every observation fit in it."""
     json_tool_calls: bool = True
     """Also accept chat-template JSON calls ``<tool_call>{"name": ..., "arguments": ...}</tool_call>``."""
-    format_tools: tuple[str, ...] | None = None
-    """Tools whose tags the format check inspects; ``None`` means this env's tools."""
+    reward: Literal["arpo", "arpo-calls"] = "arpo"
+    """The final reward (when no ``reward_fn`` is given). ``arpo``: ARPO's training reward exactly (its public
+    ``compute_score``; see :mod:`arpo_env.rewards`): the multi-tool bonus is paid when the text holds
+    ``</search>`` and ``</python>``, wherever they are. ``arpo-calls``: the same, except that the bonus is paid
+    only when every tool of ``bonus_tools`` was really called in this episode (a JSON-style call counts, a
+    tag quoted in the answer does not)."""
+    format_tools: tuple[str, ...] = ("search", "python")
+    """Tools whose calls the format check inspects (ARPO: search and python, whatever the env's tools)."""
     bonus_tools: tuple[str, ...] = ("search", "python")
-    """The multi-tool bonus is paid when all of these were called (ARPO: search and python)."""
+    """The multi-tool bonus is paid when all of these were used (ARPO: search and python)."""
 
     def __post_init__(self) -> None:
         for name in ("max_tool_calls", "max_turns", "max_action_chars", "max_result_chars"):
             if getattr(self, name) < (0 if name == "max_tool_calls" else 1):
                 raise ValueError(f"EnvConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.reward not in ("arpo", "arpo-calls"):
+            raise ValueError(f"EnvConfig.reward must be 'arpo' or 'arpo-calls', got {self.reward!r}")
 
 
 @dataclass(frozen=True)
@@ -339,8 +347,10 @@ class TextEnv(gym.Env[str, str]):
     def _final_reward(self, ep: Episode) -> float:
         if self.reward_fn is not None:
             return self.reward_fn(ep.response, ep.task)
-        tools = self.config.format_tools if self.config.format_tools is not None else tuple(self.tools)
-        return arpo_reward(ep.response, ep.task.answer, tools=tools, bonus_tools=self.config.bonus_tools)
+        cfg = self.config
+        called = dict(ep.tool_counts) if cfg.reward == "arpo-calls" else None
+        return arpo_reward(ep.response, ep.task.answer, format_tools=cfg.format_tools,
+                           bonus_tools=cfg.bonus_tools, called=called)
 
     def _info(self, turn: Turn) -> dict[str, Any]:
         """The Gymnasium ``info`` of a step: plain data derived from ``turn`` (for Gymnasium users; agents

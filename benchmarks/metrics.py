@@ -1,13 +1,17 @@
 """Evaluation metrics. Each takes a prediction (the final answer, e.g. the last ``\\boxed{}``) and gold
 answers (a string or a list of aliases) and returns a score in [0, 1], the best over the golds.
+docs/scorers.md lists every scorer with its reference and every deliberate difference.
 
 - :func:`exact_match`, :func:`f1` — the official HotpotQA/SQuAD formulas (reused from
   :mod:`arpo_env.rewards`): lower case, drop punctuation and the articles a/an/the, collapse whitespace;
   F1 over tokens, and ``yes``/``no``/``noanswer`` score 0 unless matched exactly.
+- :func:`arpo_eval_em`, :func:`arpo_eval_f1`, :func:`arpo_eval_acc` — ARPO's evaluation code, which
+  produced its published QA numbers: punctuation kept, no yes/no rule, plain-substring ``acc``.
 - :func:`cover_exact_match` — 1 when a normalised gold occurs in the normalised prediction as a run of
-  whole tokens (so ``"1"`` does not cover ``"10"``), as Search-R1/ARPO's ``cover_em``, on token boundaries.
-- :func:`math_equal` — symbolic equivalence by math-verify (``\\frac{1}{2}`` = ``0.5``, ``5 cm`` = ``5``,
-  sets and tuples, ``\\text{(C)}`` = ``C``); math-verify rounds floats to 6 digits.
+  whole tokens. Search-R1's ``subem_check`` is a plain substring test instead: there ``"1"`` covers ``"10"``
+  and an empty gold covers everything; here neither does.
+- :func:`math_equal` — equivalence by math-verify (``\\frac{1}{2}`` = ``0.5``, ``5 cm`` = ``5``, sets,
+  intervals and tuples); a different value never scores 1.
 - :func:`pass_at_k` — the unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al. 2021), k <= n.
 - The LLM judge lives in :mod:`arpo_env.benchmarks.judge`.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from arpo_env.extras import require
@@ -135,6 +140,60 @@ def math_equal(prediction: str | None, gold: Gold) -> float:
     return 0.0
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def _arpo_golds(gold: Gold) -> list[str]:
+    """ARPO's reading of the references: a list as is; a string starting with ``[`` split at commas."""
+    if not isinstance(gold, str):
+        return [str(g) for g in gold]
+    if not gold.startswith("["):
+        return [gold]
+    return [part.strip() for part in re.split(r",\s*", gold.strip("[]"))]
+
+
+def _arpo_norm(text: str) -> str:
+    """ARPO's evaluation normalisation for QA: lower case, strip, drop the articles, collapse whitespace.
+    Punctuation is kept (``d.c.`` is not ``dc``)."""
+    return " ".join(_ARTICLES.sub(" ", str(text).lower().strip()).split())
+
+
+def _arpo_f1_single(pred: str, ref: str) -> float:
+    p_tok, r_tok = pred.split(), ref.split()
+    same = sum((Counter(p_tok) & Counter(r_tok)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p_tok), same / len(r_tok)
+    return 2 * precision * recall / (precision + recall)
+
+
+def arpo_eval_f1(prediction: str | None, gold: Gold) -> float:
+    """The F1 of ARPO's evaluation code (``evaluation/src/metrics.py::evaluate_qa_prediction``), which
+    produced its published QA numbers: :func:`_arpo_norm` (punctuation kept) and no ``yes``/``no`` rule;
+    max over the references. Differs from the official :func:`f1` on about 1 pair in 10 of varied input."""
+    if not prediction:
+        return 0.0
+    p = _arpo_norm(prediction)
+    return max((_arpo_f1_single(p, _arpo_norm(r)) for r in _arpo_golds(gold)), default=0.0)
+
+
+def arpo_eval_em(prediction: str | None, gold: Gold) -> float:
+    """The exact match of ARPO's evaluation code (normalisation of :func:`arpo_eval_f1`)."""
+    if not prediction:
+        return 0.0
+    p = _arpo_norm(prediction)
+    return float(any(p == _arpo_norm(r) for r in _arpo_golds(gold)))
+
+
+def arpo_eval_acc(prediction: str | None, gold: Gold) -> float:
+    """ARPO's ``acc``: a normalised reference occurs in the normalised prediction as a plain substring
+    (``1`` is in ``10``; an empty reference is in everything). Compare :func:`cover_exact_match`."""
+    if not prediction:
+        return 0.0
+    p = _arpo_norm(prediction)
+    return float(any(_arpo_norm(r) in p for r in _arpo_golds(gold)))
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from ``n`` attempts of which ``c`` are correct: 1 - C(n-c, k) / C(n, k)."""
     if not 0 <= c <= n:
@@ -146,7 +205,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
 
 
-SCORERS = {"em": exact_match, "f1": f1, "cover_em": cover_exact_match, "math_equiv": math_equal}
+SCORERS = {"em": exact_match, "f1": f1, "cover_em": cover_exact_match, "math_equiv": math_equal,
+           "arpo_em": arpo_eval_em, "arpo_f1": arpo_eval_f1, "arpo_acc": arpo_eval_acc}
 """Offline metrics by name (the judge needs a model and is in :mod:`arpo_env.benchmarks.judge`)."""
 
 

@@ -59,6 +59,7 @@ def test_format_check_cases():
 def test_arpo_reward_bonus_and_penalty():
     assert arpo_reward(good_response("3"), ["3"]) == pytest.approx(1.1)
     assert arpo_reward(good_response("4"), ["3"]) == 0.0
-    only_python = "<python>x</python><result>\n1\n</result><answer>\\boxed{3}</answer>"
+    only_python = "<think>t</think><python>x</python><result>\n1\n</result><answer>\\boxed{3}</answer>"
     assert arpo_reward(only_python, "3") == 1.0
+    assert arpo_reward(only_python.replace("<think>t</think>", ""), "3") == -1.0  # ARPO: no think is bad format
     assert arpo_reward("<answer>3</answer>", "3") == -1.0
