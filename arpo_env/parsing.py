@@ -12,6 +12,7 @@ Everything here is linear in the input and never raises on text: a malformed tur
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,20 +97,43 @@ def format_result(text: str) -> str:
     return f"{RESULT_OPEN}\n{text}\n{RESULT_CLOSE}"
 
 
+_BRACE = re.compile(r"[{}]")
+_BOX = "\\boxed"
+
+
+@dataclass(frozen=True)
+class BoxScan:
+    """What one pass over a text's braces found."""
+
+    content: str | None
+    """Content of the last balanced ``\\boxed{…}``, or ``None``."""
+    steps: int
+    """Braces visited: the scan's work, at most ``len(text)`` (a test asserts it; no timing)."""
+
+
+def scan_boxes(text: str) -> BoxScan:
+    """One left-to-right pass: a stack of open braces, each marked with where its box's content starts when
+    it opens a ``\\boxed{``; a closing brace pops its match. The box with the latest start among the closed
+    ones wins, so an unbalanced last box falls back to the previous balanced one."""
+    stack: list[int] = []
+    best: tuple[int, int] | None = None
+    steps = 0
+    for m in _BRACE.finditer(text):
+        steps += 1
+        i = m.start()
+        if m.group() == "{":
+            stack.append(i + 1 if i >= len(_BOX) and text.startswith(_BOX, i - len(_BOX)) else -1)
+        elif stack:
+            start = stack.pop()
+            if start >= 0 and (best is None or start > best[0]):
+                best = (start, i)
+    return BoxScan(None if best is None else text[best[0]:best[1]], steps)
+
+
 def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{…}`` (nested braces balanced), or ``None`` if there is none."""
-    start = text.rfind("\\boxed{")
-    while start >= 0:
-        depth, i = 0, start + len("\\boxed")
-        for j in range(i, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[i + 1: j]
-        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
-    return None
+    """Content of the last ``\\boxed{…}`` (nested braces balanced; an unbalanced last box falls back to the
+    previous balanced one), or ``None``. Linear: see :func:`scan_boxes`."""
+    return scan_boxes(text).content
 
 
 def extract_answer(answer_block: str) -> str:
