@@ -6,6 +6,12 @@ score is first averaged over its attempts and the standard error is taken over s
 shrink it artificially); an episode that ended in an error counts as 0. ``Avg`` is the unweighted mean of the row's benchmark means; ``Tool calls`` the
 mean per episode. Published rows (ARPO.md section 7) are marked and have no standard errors; their
 ``Avg`` is the paper's (over ARPO's 10 reasoning/knowledge sets), not recomputed.
+
+Every cell names the metric that produced it, and a column whose cells share one metric names it in its
+header (:data:`METRICS` explains each name under the table). With published rows, our rows are re-scored
+from their stored predictions with the metric behind the published number where that metric runs offline
+(ARPO's evaluation F1, ``arpo_f1``, for its QA sets); where it does not (ARPO's LLM judge, ``arpo_judge``),
+our cell keeps its own metric and the cell says so: such numbers are not comparable.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arpo_env.benchmarks.metrics import mean_and_se, pass_at_k
+from arpo_env.benchmarks.metrics import SCORERS, mean_and_se, pass_at_k
 from arpo_env.benchmarks.results import load_folder
 
 
@@ -62,20 +68,39 @@ class Table:
     pass_k: int | None = None
 
 
+def _published(values: dict[str, float], qa_metric: str = "arpo_f1", other: str = "arpo_judge") -> dict[str, Cell]:
+    qa = {"hotpotqa", "2wiki", "bamboogle", "musique"}
+    return {k: Cell(v, None, metric=qa_metric if k in qa else other) for k, v in values.items()}
+
+
 PUBLISHED: list[Row] = [
-    Row("Qwen2.5-7B-Instruct", "ARPO", {k: Cell(v, None) for k, v in {
+    Row("Qwen2.5-7B-Instruct", "ARPO", _published({
         "hotpotqa": 58.8, "2wiki": 76.1, "bamboogle": 71.5, "musique": 31.1, "aime24": 33.3, "aime25": 30.0,
-        "math500": 88.8, "gsm8k": 92.2}.items()}, published=True, average_override=58.3,
+        "math500": 88.8, "gsm8k": 92.2}), published=True, average_override=58.3,
         note="ARPO paper; Avg over its 10 reasoning/knowledge sets"),
     Row("Qwen2.5-7B-Instruct", "GRPO", {}, published=True, average_override=56.5,
         note="ARPO paper; Avg over its 10 reasoning/knowledge sets"),
-    Row("Qwen3-14B", "ARPO", {k: Cell(v, None) for k, v in {
-        "gaia": 43.7, "webwalker": 36.0, "hle": 10.0, "xbench": 32.0}.items()}, published=True, note="ARPO paper, deep search"),
-    Row("Qwen3-14B", "GRPO", {"gaia": Cell(36.9, None)}, published=True, note="ARPO paper, deep search"),
-    Row("Qwen3-14B", "AEPO", {k: Cell(v, None) for k, v in {"gaia": 47.6, "hle": 11.2, "webwalker": 43.0}.items()},
+    Row("Qwen3-14B", "ARPO", _published({"gaia": 43.7, "webwalker": 36.0, "hle": 10.0, "xbench": 32.0}),
+        published=True, note="ARPO paper, deep search"),
+    Row("Qwen3-14B", "GRPO", _published({"gaia": 36.9}), published=True, note="ARPO paper, deep search"),
+    Row("Qwen3-14B", "AEPO", _published({"gaia": 47.6, "hle": 11.2, "webwalker": 43.0}),
         published=True, note="AEPO paper, pass@1"),
 ]
-"""Published numbers (ARPO.md section 7), in percent."""
+"""Published numbers (ARPO.md section 7), in percent, with the metric of each: ARPO's evaluation F1 on its
+four QA sets (ARPO.md: "F1 for HotpotQA, 2Wiki, MuSiQue, Bamboogle"), its LLM judge on the others."""
+
+METRICS = {
+    "em": "official HotpotQA/SQuAD exact match",
+    "f1": "official HotpotQA/SQuAD F1 (punctuation and articles dropped; yes/no must match exactly)",
+    "cover_em": "gold contained in the answer on token boundaries",
+    "math_equiv": "math-verify equivalence (a different value never scores 1)",
+    "judge": "our LLM judge (rubric arpo-judge-v1)",
+    "arpo_em": "ARPO's evaluation exact match (punctuation kept)",
+    "arpo_f1": "ARPO's evaluation F1 (evaluation/src/metrics.py: punctuation kept, no yes/no rule)",
+    "arpo_acc": "ARPO's evaluation acc (gold a plain substring of the answer)",
+    "arpo_judge": "ARPO's LLM judge (not run offline; our cells in such a column use their own metric)",
+}
+"""What each metric name in a table means (docs/scorers.md has the references)."""
 
 
 def _model_label(meta: dict[str, Any]) -> str:
@@ -92,6 +117,7 @@ def _column_order(names: set[str]) -> list[str]:
 
 def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: int | None = None) -> Table:
     """Aggregate result folders (see the module docstring)."""
+    targets = {b: c.metric for r in PUBLISHED for b, c in r.cells.items()} if published else {}
     rows: dict[tuple[str, str], Row] = {}
     calls: dict[tuple[str, str], list[float]] = defaultdict(list)
     for folder in folders:
@@ -107,9 +133,16 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
             if bench in row.cells:
                 raise ValueError(f"{key[0]} / {key[1]}: benchmark {bench!r} appears in two result folders "
                                  f"({', '.join(row.sources)}); give one folder per (model, method, benchmark)")
-            per_sample = [sum(float(r["score"]) for r in rs) / len(rs) for rs in samples.values()]
+            rescore = SCORERS.get(targets.get(bench, ""))
+            if rescore is not None:
+                scored = {sid: [0.0 if r.get("error") else float(rescore(r.get("prediction"), r["gold"])) for r in rs]
+                          for sid, rs in samples.items()}
+                metrics_used = [targets[bench]]
+            else:
+                scored = {sid: [float(r["score"]) for r in rs] for sid, rs in samples.items()}
+                metrics_used = sorted({r.get("metric", "") for rs in samples.values() for r in rs})
+            per_sample = [sum(v) / len(v) for v in scored.values()]
             mean, se = mean_and_se(per_sample)
-            metrics_used = sorted({r.get("metric", "") for rs in samples.values() for r in rs})
             cell = Cell(100 * mean, 100 * se, len(per_sample), "/".join(metrics_used))
             if pass_k:
                 vals = [pass_at_k(len(rs), sum(bool(r.get("correct")) for r in rs), pass_k)
@@ -121,6 +154,9 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
     out = list(rows.values())
     if published:
         out += [Row(r.model, r.method, dict(r.cells), None, True, r.average_override, r.note) for r in PUBLISHED]
+    for row in out:
+        for bench, cell in row.cells.items():
+            cell.metric = cell.metric or "?"
     columns = _column_order({b for r in out for b in r.cells})
     return Table(columns, out, pass_k)
 
@@ -134,31 +170,46 @@ def _title(name: str) -> str:
         return name
 
 
-def _fmt(cell: Cell | None, pass_k: int | None) -> str:
+def _fmt(cell: Cell | None, pass_k: int | None, tag: bool = False) -> str:
     if cell is None:
         return ""
     text = f"{cell.mean:.1f}" if cell.se is None else f"{cell.mean:.1f} ± {cell.se:.1f}"
     if pass_k and cell.pass_k is not None:
         text += f" (p@{pass_k} {cell.pass_k:.1f})"
-    return text
+    return f"{text} [{cell.metric}]" if tag else text
+
+
+def column_metrics(table: Table) -> dict[str, str | None]:
+    """The metric of each column when all its cells share one, else ``None`` (the cells then say theirs)."""
+    out: dict[str, str | None] = {}
+    for c in table.columns:
+        used = {r.cells[c].metric for r in table.rows if c in r.cells}
+        out[c] = used.pop() if len(used) == 1 else None
+    return out
 
 
 def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    shared = column_metrics(table)
     header = ["Model", "Method"]
     for c in table.columns:
-        metric = next((r.cells[c].metric for r in table.rows if c in r.cells and r.cells[c].metric), "")
-        header.append(f"{_title(c)} ({metric})" if metric else _title(c))
+        header.append(f"{_title(c)} ({shared[c]})" if shared[c] else f"{_title(c)} (metric per cell)")
     header += ["Avg", "Tool calls", "n"]
     body = []
     for r in table.rows:
         avg = r.average
         ns = sorted({c.n for c in r.cells.values() if c.n})
         body.append([r.model, r.method + (" (published)" if r.published else "")]
-                    + [_fmt(r.cells.get(c), table.pass_k) for c in table.columns]
+                    + [_fmt(r.cells.get(c), table.pass_k, tag=shared[c] is None) for c in table.columns]
                     + ["" if avg is None or math.isnan(avg) else f"{avg:.1f}",
                        "" if r.tool_calls is None else f"{r.tool_calls:.2f}",
                        "/".join(map(str, ns)) if ns else ""])
     return header, body
+
+
+def legend(table: Table) -> list[str]:
+    """One line per metric the table uses: its name and formula."""
+    used = sorted({part for r in table.rows for c in r.cells.values() for part in c.metric.split("/")})
+    return [f"{m}: {METRICS.get(m, 'recorded by the run')}" for m in used]
 
 
 NOTE = ("Scores x100: mean ± standard error over samples (attempts averaged per sample). "
@@ -166,17 +217,19 @@ NOTE = ("Scores x100: mean ± standard error over samples (attempts averaged per
 
 
 def render(table: Table, fmt: str = "md") -> str:
-    """The table as Markdown (``md``), ``csv`` (numeric columns, ``<bench>`` and ``<bench>_se``) or ``html``."""
+    """The table as Markdown (``md``), ``csv`` (numeric columns ``<bench>``, ``<bench>_se``, ``<bench>_n`` and
+    ``<bench>_metric``) or ``html``; Markdown and HTML end with the legend of the metrics used."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["model", "method", "published"] + [x for c in table.columns for x in (c, f"{c}_se", f"{c}_n")]
+        w.writerow(["model", "method", "published"] + [x for c in table.columns for x in (c, f"{c}_se", f"{c}_n", f"{c}_metric")]
                    + ["average", "tool_calls"])
         for r in table.rows:
             cells: list[object] = []
             for c in table.columns:
                 cell = r.cells.get(c)
-                cells += ["", "", ""] if cell is None else [f"{cell.mean:.4f}", "" if cell.se is None else f"{cell.se:.4f}", cell.n or ""]
+                cells += ["", "", "", ""] if cell is None else [f"{cell.mean:.4f}", "" if cell.se is None else f"{cell.se:.4f}",
+                                                        cell.n or "", cell.metric]
             avg = r.average
             w.writerow([r.model, r.method, r.published] + cells + ["" if avg is None else f"{avg:.4f}",
                                                                   "" if r.tool_calls is None else f"{r.tool_calls:.4f}"])
@@ -185,10 +238,11 @@ def render(table: Table, fmt: str = "md") -> str:
     if fmt == "md":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines) + f"\n\n{NOTE}\n"
+        return "\n".join(lines) + f"\n\n{NOTE}\n\n" + "".join(f"- {x}\n" for x in legend(table))
     if fmt == "html":
         th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in body)
         return (f"<table class=\"arpo-leaderboard\"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>\n"
-                f"<p>{html.escape(NOTE)}</p>\n")
+                f"<p>{html.escape(NOTE)}</p>\n<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in legend(table))
+                + "</ul>\n")
     raise ValueError(f"unknown format {fmt!r}; use md, csv or html")

@@ -47,7 +47,9 @@ def test_formats_and_published_rows(folders):
     t = build_table([folders / "a"], published=True, pass_k=2)
     md = render(t, "md")
     assert "| oracle |" in md and "100.0 ± 0.0 (p@2 100.0)" in md and "ARPO (published)" in md
-    assert "| 92.2 |" in md and "58.3" in md and "GSM8K (math_equiv)" in md
+    assert "92.2 [arpo_judge]" in md and "58.3" in md and "GSM8K (metric per cell)" in md
+    assert "100.0 ± 0.0 (p@2 100.0) [math_equiv]" in md and "Bamboogle (arpo_f1)" in md  # every column says its formula
+    assert "- arpo_f1: ARPO's evaluation F1" in md and "- math_equiv:" in md
     rows = list(csv.DictReader(io.StringIO(render(t, "csv"))))
     ours = next(r for r in rows if r["method"] == "oracle")
     assert float(ours["gsm8k"]) == 100.0 and ours["gsm8k_n"] == "4" and float(ours["tool_calls"]) == 2.0
@@ -57,6 +59,33 @@ def test_formats_and_published_rows(folders):
     assert html.startswith("<table") and "ARPO (published)" in html
     with pytest.raises(ValueError):
         render(t, "xlsx")
+
+
+def test_published_rows_are_compared_under_their_own_metric(folders, tmp_path):
+    """Our QA rows are re-scored with ARPO's evaluation F1 next to ARPO's QA numbers; without published rows
+    they keep the official F1. An answer ending in a full stop: official F1 1, ARPO's lower (the last token
+    keeps the stop)."""
+    import shutil
+    shutil.copytree(folders / "a", tmp_path / "a")
+    f = tmp_path / "a/results.jsonl"
+    rows = [json.loads(x) for x in f.read_text().splitlines()]
+    for r in rows:
+        if r["benchmark"] == "bamboogle":
+            r["prediction"] = str(r["prediction"]) + "."
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = build_table([tmp_path / "a"]).rows[0].cells["bamboogle"]
+    assert (plain.mean, plain.metric) == (100.0, "f1")
+    vs_published = build_table([tmp_path / "a"], published=True).rows[0].cells["bamboogle"]
+    from arpo_env.benchmarks.metrics import arpo_eval_f1
+    by_sample: dict = {}
+    for r in rows:
+        if r["benchmark"] == "bamboogle":
+            by_sample.setdefault(r["sample_id"], []).append(arpo_eval_f1(r["prediction"], r["gold"]))
+    expected = 100 * sum(sum(v) / len(v) for v in by_sample.values()) / len(by_sample)
+    assert vs_published.metric == "arpo_f1" and vs_published.mean == pytest.approx(expected) and expected < 100.0
+    assert build_table([tmp_path / "a"], published=True).rows[0].cells["gsm8k"].metric == "math_equiv"
+    csv_rows = list(csv.DictReader(io.StringIO(render(build_table([tmp_path / "a"], published=True), "csv"))))
+    assert csv_rows[0]["bamboogle_metric"] == "arpo_f1" and csv_rows[1]["gsm8k_metric"] == "arpo_judge"
 
 
 def test_a_benchmark_twice_in_one_row_is_an_error(folders):
