@@ -56,6 +56,7 @@ def eval_command(
     from arpo_env.agent import SamplingParams
     from arpo_env.benchmarks.agents_bridge import load_agent, load_judge
     from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+    from arpo_env.folder_lock import FolderBusy, FolderLock
 
     sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
@@ -64,13 +65,20 @@ def eval_command(
                      env=env, env_kwargs=_parse_kv(set_, env_kwargs), data_dir=data_dir, concurrency=concurrency,
                      workers=workers, judge=judge, new_run=new_run, force=force, retry_errors=retry_errors,
                      progress=not no_progress)
-    agent = load_agent(backend=backend, model=model)
-    judge_obj = load_judge(judge, judge_backend, max_new_tokens=judge_max_tokens) if judge else None
+    try:  # taken before the model loads, so a second run on OUT fails at once
+        lock = FolderLock(out, "arpo eval", hint="--out")
+    except FolderBusy as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     try:
-        summary = run_eval(cfg, agent, judge_obj)
+        agent = load_agent(backend=backend, model=model)
+        judge_obj = load_judge(judge, judge_backend, max_new_tokens=judge_max_tokens) if judge else None
+        summary = run_eval(cfg, agent, judge_obj, lock=lock)
     except SettingsChanged as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    finally:
+        lock.release()
     typer.echo(json.dumps(summary))
     if summary.get("judge_unparsed"):
         typer.echo(f"warning: {summary['judge_unparsed']} judge replies held no verdict (scored 0, "

@@ -112,9 +112,9 @@ def read_metadata(folder: str | Path) -> dict[str, Any] | None:
 
 
 def write_metadata(folder: str | Path, meta: dict[str, Any]) -> None:
-    """Write ``metadata.json`` atomically (temp file, fsync, rename)."""
+    """Write ``metadata.json`` atomically (temp file named per process, fsync, rename)."""
     p = Path(folder) / METADATA
-    tmp = p.with_suffix(".json.tmp")
+    tmp = p.with_name(f"{METADATA}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
         f.flush()

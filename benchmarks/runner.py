@@ -11,10 +11,13 @@ Concurrency: ``concurrency`` episodes go to the agent in one ``rollout`` call (p
 batched generation, concurrent tools); ``workers`` such calls run in parallel threads (useful for remote
 backends). Rows of a batch are written when the batch finishes. Errors in a batch are retried one
 episode at a time; an episode that still fails is recorded with its error (and re-run on resume only
-with ``retry_errors``). Not covered: distributing across machines (run one folder per shard).
+with ``retry_errors``). One run writes a folder at a time: it holds the folder's lock
+(:mod:`arpo_env.folder_lock`) and another run on it stops with :class:`~arpo_env.folder_lock.FolderBusy`.
+Not covered: distributing across machines (run one folder per shard).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -53,6 +56,7 @@ from arpo_env.benchmarks.results import (
 from arpo_env.config import split_fields
 from arpo_env.env import EnvConfig
 from arpo_env.extras import MissingExtra
+from arpo_env.folder_lock import FolderLock, folder_lock
 from arpo_env.task import Task
 
 log = logging.getLogger(__name__)
@@ -248,12 +252,26 @@ def _run_batch(agent: Agent, cfg: EvalConfig, batch: list[Item], judge: LLMJudge
 
 
 def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
-             on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_row: Callable[[dict[str, Any]], None] | None = None,
+             lock: FolderLock | None = None) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns ``{"done", "skipped", "errors", "judge_unparsed", "elapsed_s",
-    "samples_per_s", "out"}`` (``judge_unparsed``: judged rows of this call whose reply held no verdict)."""
+    "samples_per_s", "out"}`` (``judge_unparsed``: judged rows of this call whose reply held no verdict).
+
+    The result folder is locked for the whole run (:mod:`arpo_env.folder_lock`): a second run on the same
+    folder raises :class:`arpo_env.folder_lock.FolderBusy` before writing anything. ``lock``: the folder's
+    lock, already taken by the caller (``arpo eval`` takes it before loading the model, to fail fast)."""
+    if lock is not None and (not lock.held or lock.folder.resolve() != Path(cfg.out).resolve()):
+        raise ValueError(f"lock must be the held lock of {cfg.out}, got {lock.folder} (held: {lock.held})")
     benches = [get_benchmark(n) for n in cfg.benchmarks]
     samples = {b.name: b.load(cfg.data_dir, cfg.limit) for b in benches}
     meta = build_metadata(cfg, agent, benches, judge)
+    with contextlib.nullcontext(lock) if lock is not None else folder_lock(cfg.out, "arpo eval", hint="--out"):
+        return _run_locked(cfg, agent, judge, on_row, benches, samples, meta)
+
+
+def _run_locked(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None,
+                on_row: Callable[[dict[str, Any]], None] | None, benches: list[Benchmark],
+                samples: dict[str, list[Task]], meta: dict[str, Any]) -> dict[str, Any]:
     done = prepare_folder(cfg, meta)
     todo = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
             for a in range(cfg.attempts) if (b.name, s.id, a) not in done]

@@ -35,9 +35,15 @@ def register(app: typer.Typer) -> None:
             return
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from arpo_env.folder_lock import FolderBusy
+        from arpo_env.trainers.checkpoint import NoValidCheckpoint
         from arpo_env.trainers.trainer import Trainer
 
-        trainer = Trainer(cfg)
+        try:
+            trainer = Trainer(cfg)
+        except (FolderBusy, NoValidCheckpoint) as exc:  # one line, no traceback
+            typer.echo(f"arpo train: {exc}", err=True)
+            raise typer.Exit(2) from None
         if trainer.resumed_from is not None:
             print(f"resumed from {trainer.resumed_from} at step {trainer.step}", flush=True)
         try:

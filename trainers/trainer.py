@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from arpo_env.extras import missing_extra, require
+from arpo_env.folder_lock import FolderLock
 
 try:
     import torch
@@ -41,7 +42,7 @@ from arpo_env.env import TextEnv
 from arpo_env.task import Task
 from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
 from arpo_env.trainers.arpo_rollout import ARPORollout, RolloutBatch
-from arpo_env.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from arpo_env.trainers.checkpoint import load_latest_valid, save_checkpoint
 from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
@@ -72,15 +73,31 @@ class Trainer:
 
     ``eval_fn(trainer, step) -> metrics`` replaces the built-in evaluation (greedy rollouts of held-out
     tasks, no branching); plug the benchmark runner in here. ``model``/``tokenizer`` override ``cfg.model``.
+
+    One trainer writes an output folder at a time: it holds the folder's lock (:mod:`arpo_env.folder_lock`)
+    from construction until :meth:`close`, and another on the same folder raises
+    :class:`~arpo_env.folder_lock.FolderBusy` before loading anything. Resuming takes the newest checkpoint
+    that verifies (:func:`~arpo_env.trainers.checkpoint.load_latest_valid`); damaged ones are logged and
+    skipped, and :class:`~arpo_env.trainers.checkpoint.NoValidCheckpoint` is raised when none is valid.
     """
 
     def __init__(self, cfg: TrainConfig, *, eval_fn: EvalFn | None = None, model: Any = None,
                  tokenizer: Any = None):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self._lock = FolderLock(self.out, "arpo train", hint="--output-dir")
+        try:
+            self._build(eval_fn, model, tokenizer)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _build(self, eval_fn: EvalFn | None, model: Any, tokenizer: Any) -> None:
         import arpo_env
         from arpo_env.agents import Agent
         from arpo_env.agents.backends.hf import HFBackend
 
-        self.cfg = cfg
+        cfg = self.cfg
         for module in cfg.imports:
             importlib.import_module(module)
         random.seed(cfg.seed)
@@ -124,11 +141,11 @@ class Trainer:
         self.eval_fn = eval_fn
         self.step = 0
         self.data_pos = 0
-        self.out = Path(cfg.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.resumed_from: Path | None = None
-        if cfg.resume and (last := latest_checkpoint(self.ckpt_dir)) is not None:
-            state = load_checkpoint(last, self.model, self.optimizer, self.branch_rng)
+        if cfg.resume and (found := load_latest_valid(self.ckpt_dir, self.model, self.optimizer,
+                                                      self.branch_rng)) is not None:
+            last, state = found
             self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
             self.resumed_from = last
             log.info("resumed from %s (step %d)", last, self.step)
@@ -340,4 +357,14 @@ class Trainer:
         return history
 
     def close(self) -> None:
-        self.agent.close()
+        """Close the agent's tool workers and release the output folder's lock (idempotent)."""
+        try:
+            self.agent.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

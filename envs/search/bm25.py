@@ -5,6 +5,9 @@ Each passage is indexed as ``title + text``, lower-cased, English stop words rem
 (about a second for the bundled 9,000 passages) and saved under :func:`cache_dir` ``/bm25/<key>`` where
 ``key`` combines the corpus hash and the index parameters; a later process loads it instead. Builds are
 written to a temporary folder and renamed into place, so concurrent processes never see half an index.
+The folder's ``arpo_index.json`` records the SHA-256 of every other file in it; an index whose files do
+not match (damaged on disk) or that fails to load is reported once (a warning naming the file) and
+rebuilt, so it never serves changed results.
 
 Hits with a score of 0 (no query term in the passage) are never returned. Not covered: dense retrieval,
 phrase queries, per-field weights.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,7 +30,38 @@ from arpo_env.envs.search.base import Hit, SearchError
 from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
 from arpo_env.extras import require
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+"""Bumped when the on-disk layout changes (2: file checksums in ``arpo_index.json``); part of the key."""
+MARKER = "arpo_index.json"
+log = logging.getLogger(__name__)
+_reported: set[str] = set()  # damaged index paths already warned about in this process
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def index_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under an index folder except the marker, by relative path."""
+    return {str(f.relative_to(folder)): _file_sha256(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != MARKER}
+
+
+def _damage(folder: Path, recorded: dict[str, str]) -> str | None:
+    """What is wrong with the index files (naming the file), or ``None`` when they match."""
+    actual = index_checksums(folder)
+    for name in sorted(set(recorded) | set(actual)):
+        if name not in actual:
+            return f"{folder / name} is missing"
+        if name not in recorded:
+            return f"{folder / name} is not part of the index"
+        if actual[name] != recorded[name]:
+            return f"{folder / name} checksum mismatch (damaged)"
+    return None
 
 
 def cache_dir() -> Path:
@@ -97,17 +132,28 @@ class BM25Backend:
         require("search", "bm25s", needed_by="arpo/Search-v0's BM25 index")
         import bm25s
         self._tok = self._tokenizer(stem)
-        marker = self.index_dir / "arpo_index.json"
+        marker = self.index_dir / MARKER
         if use_disk_cache and marker.exists():
+            problem: str | None = None
             try:
                 meta = json.loads(marker.read_text())
-                if meta.get("params") == self._effective and meta.get("n") == len(self.passages):
-                    self._bm25 = bm25s.BM25.load(str(self.index_dir), show_progress=False)
-                    self._tok.load_vocab(str(self.index_dir / "tokenizer_vocab.json"))
-                    self.loaded_from_disk = True
-                    return
-            except Exception:  # a damaged cache is rebuilt, never fatal
-                pass
+                if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+                    problem = f"{marker} is damaged (no file checksums)"
+                elif meta.get("params") == self._effective and meta.get("n") == len(self.passages):
+                    problem = _damage(self.index_dir, meta["files"])
+                    if problem is None:
+                        self._bm25 = bm25s.BM25.load(str(self.index_dir), show_progress=False)
+                        self._tok.load_vocab(str(self.index_dir))
+                        self.loaded_from_disk = True
+                        return
+                else:
+                    problem = f"{marker} describes another index (parameters or size differ)"
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+                problem = f"{self.index_dir} cannot be loaded ({type(exc).__name__}: {exc})"
+            self._tok = self._tokenizer(stem)  # a failed load_vocab may have filled it
+            if problem and str(self.index_dir) not in _reported:
+                _reported.add(str(self.index_dir))
+                log.warning("BM25 index: %s; rebuilding it", problem)
         t0 = time.perf_counter()
         tokens = self._tok.tokenize([f"{p.title}\n{p.text}" for p in self.passages], show_progress=False,
                                  return_as="tuple")
@@ -126,9 +172,10 @@ class BM25Backend:
             return  # read-only cache location: keep the in-memory index
         try:
             self._bm25.save(str(tmp), show_progress=False)
-            self._tok.save_vocab(str(tmp / "tokenizer_vocab.json"))
-            (tmp / "arpo_index.json").write_text(json.dumps(
-                {"params": self._effective, "n": len(self.passages), "corpus_hash": self.corpus_hash}))
+            self._tok.save_vocab(str(tmp))
+            (tmp / MARKER).write_text(json.dumps(
+                {"params": self._effective, "n": len(self.passages), "corpus_hash": self.corpus_hash,
+                 "files": index_checksums(tmp)}))
             try:
                 os.replace(tmp, self.index_dir)  # atomic when the target does not exist or is empty
             except OSError:

@@ -15,6 +15,7 @@ from arpo_env.benchmarks.judge import LLMJudge
 from arpo_env.benchmarks.oracle import OracleAgent
 from arpo_env.benchmarks.results import read_rows
 from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CALC = "arpo/Calculator-v0"
@@ -235,3 +236,56 @@ def test_the_oracle_is_a_scripted_policy_with_the_loss_mask_contract():
         [arpo_env.make(CALC) for _ in range(20)], None, options=[opts[0]] * 20, seeds=list(range(20)))
     assert [t.answer for t in wrong] == [t.answer for t in again]
     assert {t.answer for t in wrong} == {"1", "wrong answer"} and all(not t.tool_calls for t in wrong)
+
+
+GATED = """
+import sys
+from pathlib import Path
+from arpo_env.benchmarks.oracle import OracleAgent
+from arpo_env.benchmarks.runner import EvalConfig, run_eval
+from tests.helpers.waiting import wait_until
+gate = Path(sys.argv[2])
+def on_row(row, seen=[]):  # after two rows, wait (holding the folder) until the test opens the gate
+    seen.append(row)
+    if len(seen) == 2:
+        wait_until(gate.exists)
+run_eval(EvalConfig(out=sys.argv[1], benchmarks=["gsm8k", "hotpotqa_offline"], limit=15, attempts=2,
+                    env="arpo/Calculator-v0", concurrency=2, progress=False, backend="oracle"), OracleAgent(),
+         on_row=on_row)
+"""
+
+
+def test_a_second_eval_on_the_same_folder_exits_2_and_every_row_is_written_once(tmp_path):
+    """Two ``arpo eval`` on one folder once both ran every episode (duplicate rows) or crashed on a shared
+    temporary file; now the second stops at once, naming the first one's pid."""
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    first = subprocess.Popen([sys.executable, "-c", GATED, str(out), str(gate)], cwd=ROOT)
+    results = out / "results.jsonl"
+    try:
+        assert wait_until(lambda: results.exists() and results.read_bytes().count(b"\n") >= 2 or first.poll() is not None)
+        assert first.poll() is None, "the first run must still be writing"
+        second = subprocess.run([sys.executable, "-m", "arpo_env.benchmarks.cli", "eval", "--backend", "oracle",
+                                 "--out", str(out), "--benchmarks", "gsm8k,hotpotqa_offline", "--limit", "15",
+                                 "--attempts", "2", "--env", "arpo/Calculator-v0", "--concurrency", "2",
+                                 "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        gate.touch()
+        first.wait(timeout=120)
+    assert first.returncode == 0
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"another arpo eval is writing {out} (pid {first.pid}); wait for it or use another --out"]
+    k = keys(out)
+    assert len(k) == 60 and set(k.values()) == {1}
+    assert not list(out.glob("*.tmp"))
+
+
+def test_run_eval_refuses_a_folder_locked_in_this_process_and_releases_it_after(tmp_path):
+    from arpo_env.folder_lock import FolderBusy, FolderLock
+
+    with FolderLock(tmp_path, "arpo eval", hint="--out"):
+        with pytest.raises(FolderBusy, match="another arpo eval is writing"):
+            run_eval(cfg(tmp_path, limit=1), OracleAgent())
+    assert not (tmp_path / "results.jsonl").exists()
+    run_eval(cfg(tmp_path, limit=1), OracleAgent())
+    FolderLock(tmp_path, "check").release()  # released after the run

@@ -77,6 +77,34 @@ def test_bm25_index_cached_on_disk_keyed_by_corpus(tmp_path):
     assert other.name == f"bm25:{corpus_hash(TINY[:3])}"
 
 
+@pytest.mark.parametrize("damaged", ["data.csc.index.npy", "vocab.tokenizer.json"])
+def test_bm25_damaged_index_file_is_reported_and_rebuilt(tmp_path, caplog, damaged):
+    """Garbage inside an index file once loaded silently and changed top-10 results; now the file's
+    checksum (recorded in arpo_index.json) fails, the path is named once, and the index is rebuilt."""
+    import logging
+    import shutil
+
+    fresh = BM25Backend(index_dir=tmp_path / "fresh")
+    queries = [q["question"] for q in load_hotpotqa_questions()[:10]]
+    want = [[h.id for h in fresh.search(q, 10)] for q in queries]
+    idx = tmp_path / "idx"
+    shutil.copytree(tmp_path / "fresh", idx)
+    assert set(json.loads((idx / "arpo_index.json").read_text())["files"]) >= {damaged}
+    f = idx / damaged
+    data = bytearray(f.read_bytes())
+    quarter = len(data) // 4
+    data[quarter:2 * quarter] = bytes((b * 7 + 13) % 256 for b in data[quarter:2 * quarter])  # garbage
+    f.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="arpo_env.envs.search.bm25"):
+        rebuilt = BM25Backend(index_dir=idx)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "arpo_env.envs.search.bm25"]
+    assert warnings == [f"BM25 index: {f} checksum mismatch (damaged); rebuilding it"]
+    assert not rebuilt.loaded_from_disk
+    assert [[h.id for h in rebuilt.search(q, 10)] for q in queries] == want
+    again = BM25Backend(index_dir=idx)  # the rebuilt index replaced the damaged one on disk
+    assert again.loaded_from_disk and [[h.id for h in again.search(q, 10)] for q in queries] == want
+
+
 def test_load_corpus_rejects_bad_records(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": 1, "title": "x", "text": "fine"}\n{"title": "no text"}\n')
