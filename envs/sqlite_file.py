@@ -182,28 +182,31 @@ class SQLiteFile:
         kept = []
         for src, dst in ((self.path, aside), (Path(f"{self.path}-wal"), Path(f"{aside}-wal"))):
             try:
-                if src.is_file():
+                if src.is_file() and (src == self.path or src.stat().st_size > 0):
                     shutil.copyfile(src, dst)
                     kept.append(str(dst))
             except OSError:
                 pass
         how = f"a copy of the damaged file is kept at {' and '.join(kept)}" if kept else "no copy could be kept"
-        conn = self.connect()
+        self.close()  # this thread reconnects to the reset file (its schema statements run again)
         try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
             try:
-                page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-            except sqlite3.Error:
-                page_size = 4096
-            empty = sqlite3.connect(":memory:", isolation_level=None)
-            try:
-                empty.execute(f"PRAGMA page_size={page_size}")
-                empty.executescript(self.schema)
-                empty.backup(conn)
+                try:
+                    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+                except sqlite3.Error:
+                    page_size = 4096
+                empty = sqlite3.connect(":memory:", isolation_level=None)
+                try:
+                    empty.execute(f"PRAGMA page_size={page_size}")
+                    empty.executescript(self.schema)
+                    empty.backup(conn)
+                finally:
+                    empty.close()
             finally:
-                empty.close()
+                conn.close()
             return how
         except sqlite3.Error:  # the reset failed: move the file aside and start a new one
-            self.close()
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")

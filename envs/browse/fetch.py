@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from arpo_env.deadline import run_with_deadline, total_deadline
 from arpo_env.envs.browse.extract import extract_page
 from arpo_env.envs.browse.page import FetchError, Page
-from arpo_env.deadline import run_with_deadline, total_deadline
 from arpo_env.extras import require
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",

@@ -87,6 +87,10 @@ class PageStore:
     def __len__(self) -> int:
         return int(self._db.run(lambda conn: conn.execute("SELECT COUNT(*) FROM pages").fetchone()[0]))
 
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        self._db.close()
+
     def __deepcopy__(self, memo: dict) -> PageStore:
         return self
 
