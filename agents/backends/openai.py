@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
+from arpo_env.deadline import total_deadline
 from arpo_env.extras import require
 
 
@@ -43,7 +44,8 @@ class OpenAIBackendConfig:
     api_key: str | None = None
     """Sent as a bearer token when set."""
     timeout: float = 600.0
-    """Seconds per request."""
+    """Seconds per request, in total (connect, sending, waiting for the headers, reading the body): a
+    server that stalls or dribbles fails at this deadline (:mod:`arpo_env.http_deadline`)."""
     max_concurrency: int = 64
     """Requests in flight at once."""
     extra_body: dict[str, Any] | None = None
@@ -63,6 +65,8 @@ class OpenAIBackend:
                  config: OpenAIBackendConfig | None = None, **overrides: Any):
         require("agents", "httpx", needed_by="the openai backend")
         import httpx
+
+        from arpo_env.http_deadline import DeadlineTransport
         cfg = vars(config).copy() if config else {}
         if base_url is not None:
             cfg["base_url"] = base_url
@@ -70,14 +74,16 @@ class OpenAIBackend:
         self.model = model
         self.tokenizer = tokenizer
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        limits = httpx.Limits(max_connections=self.config.max_concurrency)
         self._client = httpx.Client(base_url=self.config.base_url.rstrip("/"), headers=headers,
-                                    timeout=self.config.timeout,
-                                    limits=httpx.Limits(max_connections=self.config.max_concurrency))
+                                    timeout=self.config.timeout, limits=limits,
+                                    transport=DeadlineTransport(limits=limits))
         if self.model is None:
             self.model = self._served_model()
 
     def _served_model(self) -> str:
-        resp = self._client.get("/models")
+        with total_deadline(self.config.timeout):
+            resp = self._client.get("/models")
         resp.raise_for_status()
         data = resp.json().get("data") or []
         if not data:
@@ -111,7 +117,8 @@ class OpenAIBackend:
         return body
 
     def _one(self, context: list[int], params: SamplingParams) -> Generation:
-        resp = self._client.post("/completions", json=self._body(context, params))
+        with total_deadline(self.config.timeout):
+            resp = self._client.post("/completions", json=self._body(context, params))
         if resp.status_code >= 400:
             raise RuntimeError(f"completions request failed ({resp.status_code}): {resp.text[:500]}")
         choice = resp.json()["choices"][0]

@@ -73,7 +73,8 @@ def build_fetcher(config: BrowseConfig) -> Fetcher:
             return live
     if config.store_path is None or config.store_mode is None:
         raise ValueError(f"browse source {config.source!r} with store_mode {config.store_mode!r} needs store_path")
-    return StoreFetcher(PageStore(config.store_path), live, config.store_mode)
+    store = PageStore(config.store_path, read_only=config.store_mode == "replay-only")
+    return StoreFetcher(store, live, config.store_mode)
 
 
 _CORPUS_PAGES: dict[str, CorpusPages] = {}

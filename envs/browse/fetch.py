@@ -5,7 +5,10 @@ private, loopback, link-local, multicast, reserved and unspecified addresses unl
 (tests serve pages from 127.0.0.1); follows at most ``max_redirects`` redirects itself, checking every
 hop the same way; accepts only textual content types; reads at most ``max_bytes`` (a longer page is cut
 and flagged ``truncated``); and enforces one overall deadline per fetch, so a server that trickles bytes
-cannot hold an episode. Every failure is a :class:`FetchError` with a one-line reason for the agent.
+cannot hold an episode: the deadline is total (DNS, connect, TLS, headers, body, every redirect hop),
+enforced on each socket operation by :class:`~arpo_env.http_deadline.DeadlineTransport`, so a server that
+dribbles its headers a byte a second fails at the deadline too. Every failure is a :class:`FetchError`
+with a one-line reason for the agent.
 
 Limits: the address check and the connection resolve the name separately (a DNS-rebinding attacker
 with a zero TTL could race it); JavaScript is not run; PDFs and other binary formats are refused.
@@ -18,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from arpo_env.deadline import run_with_deadline, total_deadline
 from arpo_env.envs.browse.extract import extract_page
 from arpo_env.envs.browse.page import FetchError, Page
-from arpo_env.envs.deadline import run_with_deadline
 from arpo_env.extras import require
 
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/json",
@@ -100,11 +103,15 @@ class HttpFetcher:
     def fetch(self, url: str) -> Page:
         import httpx
 
+        from arpo_env.http_deadline import DeadlineTransport
+
         cfg = self.config
         deadline = time.monotonic() + cfg.timeout_s
         headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5", **cfg.headers}
         current = url
-        with httpx.Client(follow_redirects=False, headers=headers, trust_env=False) as client:
+        with total_deadline(cfg.timeout_s), httpx.Client(
+                follow_redirects=False, headers=headers, trust_env=False,
+                transport=DeadlineTransport(trust_env=False)) as client:
             for _hop in range(cfg.max_redirects + 1):
                 current = check_url(current, allow_private=cfg.allow_private,
                                     timeout_s=max(0.01, deadline - time.monotonic()))

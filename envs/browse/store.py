@@ -2,9 +2,12 @@
 
 - :class:`PageStore`: saved pages (URL -> title, text, content type), a SQLite file in WAL mode, safe with
   several processes. :meth:`PageStore.import_dir` loads a directory of saved ``.html``/``.txt`` files.
+  Opened ``read_only`` (what a ``replay-only`` store gets) it changes nothing on disk; a damaged file is
+  logged once with its path and, read-write, kept aside and started afresh (:mod:`arpo_env.envs.sqlite_file`).
 - :class:`StoreFetcher`: a :class:`~arpo_env.envs.browse.fetch.Fetcher` in front of a store with the search cache's
   modes: ``replay-only`` (default; a missing page is an error, nothing touches the network),
-  ``read-write`` (a miss is fetched live and recorded), ``off`` (always live).
+  ``read-write`` (a miss is fetched live and recorded), ``off`` (always live). A store failure is a
+  :class:`~arpo_env.envs.browse.page.FetchError` naming the file (a failed record is logged, the page kept).
 - :class:`CorpusPages`: the bundled Wikipedia passages as pages at their ``en.wikipedia.org`` URLs, so
   search results can be opened offline. Several passages with one title are joined.
 
@@ -13,6 +16,7 @@ slash on the path ignored).
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -21,7 +25,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from arpo_env.envs.browse.page import Fetcher, FetchError, Page
 from arpo_env.envs.search.cache import CacheMode
-from arpo_env.envs.sqlite_file import SQLiteFile
+from arpo_env.envs.sqlite_file import SQLiteFile, SQLiteFileError
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -39,25 +45,25 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS pages (
 class PageStore:
     """Saved pages in one SQLite file (see module docstring)."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
-        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s)
-        self.path, self.timeout_s = self._db.path, timeout_s
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0, read_only: bool = False):
+        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s, read_only=read_only, what="page store")
+        self.path, self.timeout_s, self.read_only = self._db.path, timeout_s, read_only
 
     def _connect(self) -> sqlite3.Connection:
         return self._db.connect()
 
     def get(self, url: str) -> Page | None:
-        row = self._connect().execute(
-            "SELECT final_url, title, text, content_type, status, truncated FROM pages WHERE url=?",
-            (normalize_url(url),)).fetchone()
+        key = (normalize_url(url),)
+        row = self._db.run(lambda conn: conn.execute(
+            "SELECT final_url, title, text, content_type, status, truncated FROM pages WHERE url=?", key).fetchone())
         if row is None:
             return None
         return Page(url=row[0], title=row[1], text=row[2], content_type=row[3], status=row[4], truncated=bool(row[5]))
 
     def put(self, url: str, page: Page) -> None:
-        self._connect().execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-            normalize_url(url), page.url or url, page.title, page.text, page.content_type, page.status,
-            int(page.truncated), time.time()))
+        row = (normalize_url(url), page.url or url, page.title, page.text, page.content_type, page.status,
+               int(page.truncated), time.time())
+        self._db.run(lambda conn: conn.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
 
     def import_dir(self, directory: str | Path, base_url: str) -> int:
         """Store every ``.html``/``.htm``/``.txt``/``.md`` file under ``directory`` at ``base_url`` + its
@@ -79,7 +85,11 @@ class PageStore:
         return n
 
     def __len__(self) -> int:
-        return self._connect().execute("SELECT COUNT(*) FROM pages").fetchone()[0]
+        return int(self._db.run(lambda conn: conn.execute("SELECT COUNT(*) FROM pages").fetchone()[0]))
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        self._db.close()
 
     def __deepcopy__(self, memo: dict) -> PageStore:
         return self
@@ -95,16 +105,23 @@ class StoreFetcher:
 
     def fetch(self, url: str) -> Page:
         if self.mode is not CacheMode.OFF:
-            page = self.store.get(url)
+            try:
+                page = self.store.get(url)
+            except SQLiteFileError as exc:
+                raise FetchError(f"the page store failed: {exc}") from None
             if page is not None:
                 return page
             if self.mode is CacheMode.REPLAY_ONLY:
-                raise FetchError(f"{url} is not in the offline page store (replay-only: no live fetching)")
+                raise FetchError(f"{url} is not in the offline page store {self.store.path} (replay-only: no "
+                                 "live fetching)")
         if self.live is None:
             raise FetchError(f"{url} is not in the offline page store and no live fetcher is configured")
         page = self.live.fetch(url)
         if self.mode is CacheMode.READ_WRITE:
-            self.store.put(url, page)
+            try:
+                self.store.put(url, page)
+            except SQLiteFileError as exc:  # the page is good; only its record is lost
+                log.warning("not recorded in the page store: %s", exc)
         return page
 
     def __deepcopy__(self, memo: dict) -> StoreFetcher:

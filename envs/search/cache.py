@@ -15,18 +15,27 @@ invalidating the cache.
 Concurrency: the database runs in WAL mode with a busy timeout, so several processes (rollout workers)
 can read and write one file at once; each thread and each process (after ``os.fork``) opens its own
 connection. The cache object is shared, never copied, by env forks (``deepcopy`` returns it as is).
+
+Files (:mod:`arpo_env.envs.sqlite_file`): a ``read_only`` cache (what ``replay-only`` builds) changes
+nothing on disk, so a read-only file or folder replays. A damaged file is logged once with its path;
+read-write, it is kept aside as ``NAME.corrupt-…`` and the cache starts empty (the run goes on, misses go
+to the backend); read-only, each search is an error naming the file. Every cache failure reaches the
+agent as a :class:`~arpo_env.envs.search.base.SearchError` naming the file, never as an exception.
 """
 from __future__ import annotations
 
 import enum
 import json
+import logging
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from arpo_env.envs.search.base import Hit, SearchBackend, SearchError, normalize_query
-from arpo_env.envs.sqlite_file import SQLiteFile
+from arpo_env.envs.sqlite_file import CorruptRecord, SQLiteFile, SQLiteFileError
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_cache (
@@ -49,33 +58,40 @@ class CacheMode(str, enum.Enum):
 
 
 class SearchCache:
-    """A SQLite file of recorded search results, safe for several threads and processes."""
+    """A SQLite file of recorded search results, safe for several threads and processes.
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0):
-        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s)
-        self.path, self.timeout_s = self._db.path, timeout_s
+    ``read_only``: open an existing file without changing anything (``replay-only``); ``put`` then fails.
+    Methods raise :class:`~arpo_env.envs.sqlite_file.SQLiteFileError` (its message names the file)."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0, read_only: bool = False):
+        self._db = SQLiteFile(path, _SCHEMA, timeout_s=timeout_s, read_only=read_only, what="search cache")
+        self.path, self.timeout_s, self.read_only = self._db.path, timeout_s, read_only
 
     def _connect(self) -> sqlite3.Connection:
         return self._db.connect()
 
     def get(self, backend: str, query: str, k: int) -> list[Hit] | None:
         """The recorded hits for ``(backend, query)`` made with at least ``k`` results, cut to ``k``."""
-        row = self._connect().execute(
-            "SELECT hits FROM search_cache WHERE backend=? AND query=? AND k>=? ORDER BY k LIMIT 1",
-            (backend, normalize_query(query), k)).fetchone()
-        if row is None:
-            return None
-        return [Hit.from_dict(d) for d in json.loads(row[0])][:k]
+        def op(conn: sqlite3.Connection) -> list[Hit] | None:
+            row = conn.execute(
+                "SELECT hits FROM search_cache WHERE backend=? AND query=? AND k>=? ORDER BY k LIMIT 1",
+                (backend, normalize_query(query), k)).fetchone()
+            if row is None:
+                return None
+            try:
+                return [Hit.from_dict(d) for d in json.loads(row[0])][:k]
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise CorruptRecord(f"the record of {query!r} does not decode ({exc})") from None
+        return self._db.run(op)
 
     def put(self, backend: str, query: str, k: int, hits: list[Hit]) -> None:
         """Record (or replace) the hits of a query."""
-        self._connect().execute(
-            "INSERT OR REPLACE INTO search_cache VALUES (?, ?, ?, ?, ?, ?)",
-            (backend, normalize_query(query), k, json.dumps([h.to_dict() for h in hits], ensure_ascii=False),
-             query, time.time()))
+        row = (backend, normalize_query(query), k, json.dumps([h.to_dict() for h in hits], ensure_ascii=False),
+               query, time.time())
+        self._db.run(lambda conn: conn.execute("INSERT OR REPLACE INTO search_cache VALUES (?, ?, ?, ?, ?, ?)", row))
 
     def __len__(self) -> int:
-        return self._connect().execute("SELECT COUNT(*) FROM search_cache").fetchone()[0]
+        return int(self._db.run(lambda conn: conn.execute("SELECT COUNT(*) FROM search_cache").fetchone()[0]))
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -85,10 +101,11 @@ class SearchCache:
         return self  # a handle on a shared file: forks share it
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": str(self.path), "timeout_s": self.timeout_s}
+        return {"path": str(self.path), "timeout_s": self.timeout_s, "read_only": self.read_only}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        SearchCache.__init__(self, state["path"], timeout_s=state["timeout_s"])
+        SearchCache.__init__(self, state["path"], timeout_s=state["timeout_s"],
+                             read_only=state.get("read_only", False))
 
 
 class CachedBackend:
@@ -114,19 +131,25 @@ class CachedBackend:
     def search(self, query: str, k: int) -> list[Hit]:
         if self.mode is not CacheMode.OFF:
             assert self.cache is not None  # __init__ requires a cache unless the mode is off
-            found = self.cache.get(self.name, query, k)
+            try:
+                found = self.cache.get(self.name, query, k)
+            except SQLiteFileError as exc:
+                raise SearchError(f"the search cache failed: {exc}") from None
             if found is not None:
                 self.hits += 1
                 return found
             self.misses += 1
             if self.mode is CacheMode.REPLAY_ONLY:
-                raise SearchError(f"the query {query!r} is not in the search cache and the cache is "
-                                  "replay-only (no live search in this run)")
+                raise SearchError(f"the query {query!r} is not in the search cache {self.cache.path} and the "
+                                  "cache is replay-only (no live search in this run)")
         if self.backend is None:
             raise SearchError(f"the query {query!r} is not in the search cache and there is no backend")
         results = self.backend.search(query, k)
         if self.mode is CacheMode.READ_WRITE and self.cache is not None:
-            self.cache.put(self.name, query, k, results)
+            try:
+                self.cache.put(self.name, query, k, results)
+            except SQLiteFileError as exc:  # the answer is good; only its record is lost
+                log.warning("not recorded in the search cache: %s", exc)
         return results
 
     def __deepcopy__(self, memo: dict) -> CachedBackend:

@@ -90,7 +90,8 @@ def build_backend(config: SearchConfig, backend: SearchBackend | None = None) ->
         if backend is None:
             raise ValueError("the replay backend needs a cache: set cache_mode='replay-only'")
         return backend
-    cache = SearchCache(config.cache_path or cache_dir() / "search_cache.sqlite")
+    cache = SearchCache(config.cache_path or cache_dir() / "search_cache.sqlite",
+                        read_only=mode is CacheMode.REPLAY_ONLY)
     name = (config.replay_backend_name or "ddgs") if backend is None else None
     return CachedBackend(backend, cache, mode, backend_name=name)
 

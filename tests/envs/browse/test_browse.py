@@ -15,7 +15,9 @@ from arpo_env.envs.browse.fetch import FetchConfig, HttpFetcher, check_url
 from arpo_env.envs.browse.page import FetchError
 from arpo_env.envs.browse.store import PageStore, StoreFetcher
 from arpo_env.envs.browse.tool import BrowseTool, split_windows
+from tests.helpers.dribble import HEAD, Dribbler
 from tests.helpers.env_checks import strict_check_env
+from tests.helpers.waiting import wait_until
 
 NAV = "<nav><a href='/'>Home</a> | <a href='/about'>About</a> | <a href='/login'>Log in</a></nav>"
 ARTICLE = f"""<!doctype html><html><head><title>The Quokka</title></head><body>{NAV}
@@ -156,6 +158,20 @@ def test_slow_and_trickling_responses_hit_the_deadline(server, fetcher):
     for path in ("/slow", "/drip"):
         with pytest.raises(FetchError, match="timed out after 1.5 s"):
             fetcher.fetch(server + path)
+
+
+def test_headers_dribbled_a_byte_a_second_hit_the_deadline():
+    # every read returns within a second, so only a total deadline stops this (it once took 72 s at 2 s)
+    dribbler = Dribbler()
+    try:
+        tool = BrowseTool(HttpFetcher(FetchConfig(allow_private=True, timeout_s=2)))
+        result = tool(dribbler.url + "/")
+        assert result.error and "timed out after 2 s" in result.text
+        assert wait_until(lambda: dribbler.sent)
+        # the client hung up at its deadline: ~2 bytes at one a second, plus slack, of the whole head
+        assert dribbler.hung_up == [True] and dribbler.sent[0] <= 2 + 3 < len(HEAD), dribbler.sent
+    finally:
+        dribbler.close()
 
 
 def test_enormous_page_is_capped_and_paginated(server, fetcher):
