@@ -66,7 +66,7 @@ def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
     table.add_column("tools", min_width=10)  # "calculator" stays whole
     table.add_column("fork kind", no_wrap=True)
     table.add_column("source", no_wrap=True)
-    table.add_column("extras")
+    table.add_column("extras", min_width=16)  # "search (missing)" stays on one line
     table.add_column("description", ratio=1)
     for r in rows:
         needs = ", ".join(e + (" (missing)" if e in r["missing_extras"] else "") for e in r["extras"]) or "-"
