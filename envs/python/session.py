@@ -26,7 +26,7 @@ from typing import Any
 
 from arpo_env.envs.python import channel
 from arpo_env.envs.python.config import SandboxConfig
-from arpo_env.envs.python.protocol import ExecResult, SandboxError, Tier, Zygote
+from arpo_env.envs.python.protocol import ExecResult, ProtocolError, SandboxError, Tier, Zygote
 
 
 class Tree:
@@ -42,7 +42,7 @@ class Tree:
             msg, _ = channel.recv(self.zygote.ctl, timeout=config.start_timeout)
             if msg.get("op") != "hello":
                 raise SandboxError(f"unexpected greeting from the {tier.name} sandbox: {msg}")
-        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+        except (channel.ChannelClosed, channel.ChannelTimeout, channel.ChannelCorrupt) as exc:
             tier.stop(self.zygote)
             raise SandboxError(f"the {tier.name} sandbox did not start: {exc}") from exc
 
@@ -61,7 +61,7 @@ class Tree:
                 worker.close()
                 reply, _ = channel.recv(self.zygote.ctl, timeout=self.config.start_timeout)
             return Session(self, host, reply.get("pid"))
-        except (channel.ChannelClosed, channel.ChannelTimeout, OSError) as exc:
+        except (channel.ChannelClosed, channel.ChannelTimeout, channel.ChannelCorrupt, OSError) as exc:
             host.close()
             worker.close()
             self._closed = True
@@ -80,7 +80,7 @@ class Tree:
                 with self._lock:
                     channel.send(self.zygote.ctl, {"op": "kill", "pid": ns_pid})
                     channel.recv(self.zygote.ctl, timeout=5)
-            except (channel.ChannelClosed, channel.ChannelTimeout, OSError):
+            except (channel.ChannelClosed, channel.ChannelTimeout, channel.ChannelCorrupt, OSError):
                 pass
 
     def _acquire(self) -> None:
@@ -102,24 +102,36 @@ class Tree:
 
 
 class Session:
-    """A live Python session (host handle). Not thread-safe: one caller at a time."""
+    """A live Python session (host handle). Not thread-safe: one caller at a time.
 
-    def __init__(self, tree: Tree, chan: Any, spawn_pid: int | None):
+    Every request carries an id; a reply is accepted only with that id and only from the session's own
+    process (:func:`arpo_env.envs.python.channel.check_reply`). A reply that fails closes the session:
+    ``execute`` returns ``error="ProtocolError"``, ``fork`` raises :class:`ProtocolError`.
+    """
+
+    def __init__(self, tree: Tree, chan: Any, spawn_pid: int | None, *, forked: bool = False):
         self.tree = tree
         self.chan = chan
         self.closed = False
+        self.ns_pid: int | None = spawn_pid
+        self.host_pid: int | None = None
+        self.scratch = ""
+        self.calls = 0
+        self._request_id = 0
+        self.fork_seconds = 0.0
+        """Time the parent spent in ``os.fork()`` when this session was forked (0 if spawned)."""
         tree._acquire()
         try:
             hello, host_pid = channel.recv(chan, timeout=tree.config.start_timeout)
-        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+        except (channel.ChannelClosed, channel.ChannelTimeout, channel.ChannelCorrupt) as exc:
             self.close()
-            raise SandboxError(f"a new session did not answer: {exc}") from exc
-        self.ns_pid: int | None = hello.get("pid") or spawn_pid
-        self.host_pid: int | None = host_pid
-        self.scratch: str = hello.get("scratch", "")
-        self.calls = 0
-        self.fork_seconds = 0.0
-        """Time the parent spent in ``os.fork()`` when this session was forked (0 if spawned)."""
+            raise SandboxError(f"a new session did not answer: {type(exc).__name__}: {exc}") from exc
+        if hello.get("op") != "hello" or (forked and spawn_pid is not None and hello.get("pid") != spawn_pid):
+            self.close()
+            raise SandboxError(f"a new session greeted with {hello!r} (expected a hello from pid {spawn_pid})")
+        self.ns_pid = hello.get("pid") or spawn_pid
+        self.host_pid = host_pid
+        self.scratch = hello.get("scratch", "")
 
     @property
     def alive(self) -> bool:
@@ -141,6 +153,20 @@ class Session:
         except OSError:
             return True
 
+    def _request(self, msg: dict[str, Any], timeout: float | None, fds: tuple[int, ...] = ()) -> dict[str, Any]:
+        """Send one request and return its checked reply. Raises the channel's errors or
+        :class:`ProtocolError` (the caller closes the session)."""
+        self._request_id += 1
+        channel.send(self.chan, {**msg, "id": self._request_id}, fds)
+        try:
+            reply, sender = channel.recv(self.chan, timeout=timeout)
+        except channel.ChannelCorrupt as exc:
+            raise ProtocolError(str(exc)) from exc
+        problem = channel.check_reply(reply, sender, self._request_id, self.host_pid)
+        if problem:
+            raise ProtocolError(problem)
+        return reply
+
     def execute(self, code: str, timeout: float | None = None) -> ExecResult:
         """Run one cell. Never raises for the code's behaviour; a dead session gives ``SessionDied``."""
         if self.closed:
@@ -149,8 +175,7 @@ class Session:
         start = time.monotonic()
         self.calls += 1
         try:
-            channel.send(self.chan, {"op": "exec", "code": code})
-            reply, _ = channel.recv(self.chan, timeout=timeout)
+            reply = self._request({"op": "exec", "code": code}, timeout)
         except channel.ChannelTimeout:
             self.close()
             return ExecResult("", "Timeout", seconds=time.monotonic() - start,
@@ -159,28 +184,58 @@ class Session:
             self.close()
             return ExecResult("", "SessionDied", seconds=time.monotonic() - start,
                               metadata={"reason": str(exc)})
-        return ExecResult(reply.get("output", ""), reply.get("error"), int(reply.get("dropped_bytes", 0)),
+        except ProtocolError as exc:
+            self.close()
+            return ExecResult("", "ProtocolError", seconds=time.monotonic() - start,
+                              metadata={"reason": str(exc)})
+        if reply.get("op") != "result":
+            return ExecResult(f"Error: the sandbox could not run the cell: {reply.get('error', reply)}",
+                              "SandboxError", seconds=time.monotonic() - start)
+        return ExecResult(str(reply.get("output", "")), reply.get("error"), int(reply.get("dropped_bytes", 0)),
                           seconds=time.monotonic() - start)
 
     def fork(self) -> Session:
-        """An independent copy of this session (variables, imports, scratch files)."""
+        """An independent copy of this session (variables, imports, scratch files).
+
+        Raises :class:`SandboxError` naming the cause when the fork fails; every process of a failed fork
+        is killed and reaped. A fork the sandbox refused (no free file descriptor, process limit) leaves
+        this session usable; a lost or untrusted channel closes it."""
         if self.closed:
             raise SandboxError("cannot fork a closed session")
         host, worker = channel.pair()
         try:
-            channel.send(self.chan, {"op": "fork"}, (worker.fileno(),))
-            worker.close()
-            reply, _ = channel.recv(self.chan, timeout=self.tree.config.start_timeout)
-            if reply.get("op") != "forked":
-                raise SandboxError(f"fork refused: {reply}")
-            child = Session(self.tree, host, reply.get("pid"))
-            child.fork_seconds = float(reply.get("fork_seconds", 0.0))
-            return child
-        except (channel.ChannelClosed, channel.ChannelTimeout) as exc:
+            try:
+                reply = self._request({"op": "fork"}, self.tree.config.start_timeout, (worker.fileno(),))
+            finally:
+                worker.close()
+        except (channel.ChannelClosed, channel.ChannelTimeout, ProtocolError) as exc:
             host.close()
-            worker.close()
             self.close()
+            if isinstance(exc, ProtocolError):
+                raise
             raise SandboxError(f"the session died while forking: {exc}") from exc
+        if reply.get("op") != "forked":
+            host.close()
+            raise SandboxError(f"the sandbox refused the fork: {reply.get('error', reply)}")
+        pid = reply.get("pid")
+        try:
+            child = Session(self.tree, host, pid, forked=True)
+        except SandboxError as exc:
+            reaped = self._reap(pid)
+            raise SandboxError(f"the forked session failed to start ({exc}); its process was killed"
+                               + (" and reaped" if reaped else "")) from exc
+        child.fork_seconds = float(reply.get("fork_seconds", 0.0))
+        return child
+
+    def _reap(self, pid: int | None) -> bool:
+        """Have this session kill and reap its forked child ``pid``; whether that was confirmed."""
+        if pid is None or self.closed:
+            return False
+        try:
+            return bool(self._request({"op": "reap", "pid": pid}, self.tree.config.start_timeout).get("done"))
+        except (channel.ChannelClosed, channel.ChannelTimeout, ProtocolError):
+            self.close()
+            return False
 
     def close(self) -> None:
         """Kill the session (its process group) and release the tree. Idempotent."""
@@ -190,8 +245,10 @@ class Session:
         try:
             self.chan.close()  # the session's watchdog kills its group when it sees this
         finally:
-            self.tree.kill_group(self.host_pid, self.ns_pid)
-            self.tree._release()
+            try:
+                self.tree.kill_group(self.host_pid, self.ns_pid)
+            finally:
+                self.tree._release()
 
     def __del__(self) -> None:
         try:
