@@ -6,13 +6,25 @@
   but copy-on-write memory pages, gets its own channel (a new socketpair end passed with ``SCM_RIGHTS``) and
   a copy of the scratch directory. Cost: page tables, not data (see ``bench/python_tool.py``).
 - ``Session.execute()`` runs a cell with a wall-clock deadline. Past it the session's process group is
-  killed and the caller gets ``error="Timeout"``; a crashed session gives ``"SessionDied"``. Restarting
-  is the tool's job (:mod:`arpo_env.envs.python.tool`).
+  killed and the caller gets ``error="Timeout"``; a crashed session gives ``"SessionDied"``, a reply that
+  fails the checks below ``"ProtocolError"``. Restarting is the tool's job (:mod:`arpo_env.envs.python.tool`).
+- Every request carries an id; a reply counts only if it echoes that id and every byte of it came from the
+  session's own process (``SCM_CREDENTIALS``). So a process the agent's code forked can never make a call
+  return someone else's output (the worker also keeps such children off the channel).
+- A fork that fails raises :class:`SandboxError` naming the cause: refused inside the sandbox (no free
+  file descriptor, the process budget spent; the parent stays usable), or a child that died or hung
+  before greeting (it is killed, and reaped by its parent session: no process or zombie is left).
 - A tree lives while any of its sessions does (reference count); the last ``close`` tears it down
   (the tier kills every process of the tree).
 
-Limits: sessions of one tree share the tree's uid, process budget and tmpfs, so a session can signal or
-read its own siblings (they are forks of one episode); different trees are isolated from each other.
+Limits: branches are not isolated from each other. The sessions of one tree (an episode and every
+``fork`` of it) share the tree's uid, its process budget (``max_processes``: ``RLIMIT_NPROC`` on the tree's
+own uid when root, the container's pids limit on docker; none for an unprivileged subprocess or bwrap
+tier) and its tmpfs (``scratch_mb``). So one branch can read and write a sibling's scratch files, signal
+or kill a sibling (its next call reports the death and restarts it empty), hold the whole process budget
+so that a sibling can neither ``os.fork()`` nor be forked (``SandboxError`` naming the cause), and fill the
+tmpfs for all of them (``tests/envs/python/test_python_siblings.py`` asserts exactly this). Different trees
+(episodes) are isolated from each other.
 """
 from __future__ import annotations
 
