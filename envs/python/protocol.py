@@ -18,6 +18,11 @@ class SandboxError(RuntimeError):
     """The sandbox failed (could not start, lost its control channel)."""
 
 
+class ProtocolError(SandboxError):
+    """A reply failed the host's checks (wrong request id, wrong sending process, garbled framing): the
+    channel is no longer trusted and the session is closed. Never turned into a result."""
+
+
 class SandboxUnavailable(SandboxError):
     """The requested tier cannot work on this machine; the message says why and how to fix it."""
 
@@ -29,7 +34,8 @@ class ExecResult:
     output: str
     """Stdout and stderr interleaved, as the session wrote them (with the traceback on error)."""
     error: str | None = None
-    """Exception class name when the cell raised; ``"Timeout"`` or ``"SessionDied"`` for host-side ends."""
+    """Exception class name when the cell raised; ``"Timeout"``, ``"SessionDied"`` or ``"ProtocolError"``
+    (a reply failed the host's checks, see :mod:`arpo_env.envs.python.channel`) for host-side ends."""
     dropped_bytes: int = 0
     """Output bytes not returned (beyond the worker's buffer)."""
     restarted: bool = False

@@ -5,7 +5,11 @@ functions persist between calls; a trailing bare expression is printed (its ``re
 The result text is stdout and stderr as written (with the traceback on error), cut to
 ``max_output_chars`` with a marker. A call past ``timeout`` kills the session; the next session starts
 empty and the result says that state was lost. The same happens when the code crashes the interpreter
-(segfault, ``os._exit``) or exceeds a resource limit.
+(segfault, ``os._exit``) or exceeds a resource limit, and when a reply fails the host's integrity check
+(``ProtocolError``: not from the session's process, or not the answer to this call).
+
+Code may ``os.fork()``: the child never answers for the session (see :mod:`arpo_env.envs.python.worker`);
+what it prints while the forking cell runs is part of that cell's output, what it prints later is dropped.
 
 The session starts lazily (first call, ``reset`` or ``fork``). ``fork()`` returns an independent tool
 whose session is an OS-level fork of this one (copy-on-write). ``close()`` kills the session; the sandbox
@@ -119,7 +123,7 @@ class PythonTool:
                 result = self.session.execute(code)
             except SandboxError as exc:
                 return ExecResult(f"Error: the Python sandbox failed: {exc}", "SandboxError")
-            if result.error in ("Timeout", "SessionDied"):
+            if result.error in ("Timeout", "SessionDied", "ProtocolError"):
                 result.restarted = True
                 try:
                     self._session = self._new_session()
@@ -155,6 +159,12 @@ class PythonTool:
                 "Error: the Python process died (a crash, os._exit, a signal or a resource limit such as "
                 "CPU time or memory). The session was restarted: every variable, import and function "
                 "defined before is lost.")
+        elif res.error == "ProtocolError":
+            text = (text + "\n" if text else "") + (
+                "Error: the Python sandbox's reply failed the integrity check (it did not come from the "
+                "session's process or did not answer this call; e.g. a process forked by the code wrote on "
+                "the sandbox's channel), so it was discarded. The session was restarted: every variable, "
+                "import and function defined before is lost.")
         elif not text:
             text = "(no output)" if res.error is None else f"Error: {res.error}"
         meta = {"tier": self.tier, "seconds": round(res.seconds, 6), "exception": res.error,

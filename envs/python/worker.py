@@ -15,6 +15,17 @@ It never imports arpo-env (the sandbox may not see the project). Roles:
   the host's end of its channel closes, so closing or killing the host leaves nothing running.
 
 Framing: a 4-byte big-endian length, then UTF-8 JSON; file descriptors ride on the same ``sendmsg``.
+Every reply echoes the request's ``id``; the host also checks the sender's pid (``SCM_CREDENTIALS``).
+
+Forks made by the *user's* code (``os.fork()``, ``multiprocessing``) never speak on the channel: an
+``os.register_at_fork`` hook closes the channel in such a child (our own ``fork`` op is told apart by a
+flag set around its ``os.fork()``), and a process whose pid is not the session's never replies: when the
+child's code returns into the worker (the end of the cell, an exception, ``sys.exit``), it flushes its
+output and ``os._exit`` s with the status a script would have. Each cell writes into a fresh output
+buffer (a ``memfd``), so what a user-forked child prints while the cell that forked it runs is part of
+that cell's output and what it prints later goes into the old buffer, which nobody reads (dropped).
+Not covered: a child that finds and writes the channel's fd itself (a fork through ``ctypes`` skips the
+hook): the host's pid check turns its bytes into a ``ProtocolError``, never into a result.
 """
 import ast
 import builtins
@@ -49,25 +60,28 @@ def send(sock, obj, fds=()):
 
 
 def recv(sock):
-    """One message and the fds that came with it; ``(None, [])`` at end of stream."""
+    """One message, the fds that came with it, and whether fds were lost (``MSG_CTRUNC``: the process had
+    no free descriptor to receive them into); ``(None, [], False)`` at end of stream."""
     fds = []
+    truncated = False
     head = b""
     while len(head) < 4:
-        chunk, anc, _, _ = sock.recvmsg(4 - len(head), socket.CMSG_SPACE(16 * 4))
+        chunk, anc, flags, _ = sock.recvmsg(4 - len(head), socket.CMSG_SPACE(16 * 4))
+        truncated = truncated or bool(flags & socket.MSG_CTRUNC)
         for level, kind, payload in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds += list(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
         if not chunk:
-            return None, fds
+            return None, fds, truncated
         head += chunk
     (n,) = struct.unpack(">I", head)
     body = b""
     while len(body) < n:
         chunk = sock.recv(n - len(body))
         if not chunk:
-            return None, fds
+            return None, fds, truncated
         body += chunk
-    return json.loads(body), fds
+    return json.loads(body), fds, truncated
 
 
 def _check(ret, what):
@@ -166,6 +180,21 @@ def start_watchdog(chan_fd):
     threading.Thread(target=watch, daemon=True, name="arpo-watchdog").start()
 
 
+_SESSION = None
+"""The session this process serves (``None`` in the zygote)."""
+_OWN_FORK = False
+"""True while the session's own ``fork`` op calls ``os.fork()`` (its child keeps a channel of its own)."""
+
+
+def _after_fork_in_child():
+    """``os.register_at_fork`` hook: a child forked by user code loses the channel at once."""
+    if _SESSION is not None and not _OWN_FORK:
+        try:
+            _SESSION.chan.close()
+        except OSError:
+            pass
+
+
 class Session:
     """One notebook-like Python session served over a channel."""
 
@@ -174,10 +203,36 @@ class Session:
         self.ns = {"__name__": "__main__", "__builtins__": builtins}
         self.cells = 0
         self.children = set()
+        self.pid = os.getpid()
         self.out = os.memfd_create("cell-output")
 
     def hello(self):
-        send(self.chan, {"op": "hello", "pid": os.getpid(), "scratch": self.scratch})
+        self.reply({"op": "hello", "pid": os.getpid(), "scratch": self.scratch})
+
+    def reply(self, obj, rid=None):
+        if os.getpid() != self.pid:  # a copy made by user code: it never speaks on the channel
+            self.child_exit(None)
+        if rid is not None:
+            obj["id"] = rid
+        send(self.chan, obj)
+
+    def child_exit(self, exc):
+        """End a process forked by user code that returned into the worker, as a script would end."""
+        status = 0
+        try:
+            if isinstance(exc, SystemExit):
+                code = exc.code
+                status = code if isinstance(code, int) else (0 if code is None else 1)
+                if code is not None and not isinstance(code, int):
+                    print(code, file=sys.stderr)
+            elif exc is not None:
+                status = 1
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+        except BaseException:
+            pass
+        os._exit(status & 0xFF)
 
     def reap(self, *_):
         for pid in list(self.children):
@@ -188,30 +243,83 @@ class Session:
                 self.children.discard(pid)
 
     def serve(self):
+        global _SESSION
+        _SESSION = self
+        os.register_at_fork(after_in_child=_after_fork_in_child)
         signal.signal(signal.SIGCHLD, self.reap)
         self.hello()
         while True:
             try:
-                msg, fds = recv(self.chan)
+                msg, fds, truncated = recv(self.chan)
             except InterruptedError:
                 continue
             self.reap()
             if msg is None:
                 os.killpg(0, signal.SIGKILL)
-            op = msg.get("op")
-            if op == "exec":
-                send(self.chan, self.run_cell(msg.get("code", "")))
-            elif op == "fork" and fds:
-                self.fork(fds[0])
-            elif op == "ping":
-                send(self.chan, {"op": "pong"})
-            else:
-                send(self.chan, {"op": "error", "error": f"unknown op {op!r}"})
+            op, rid = msg.get("op"), msg.get("id")
+            try:
+                if op == "exec":
+                    self.reply(self.run_cell(msg.get("code", "")), rid)
+                elif op == "fork" and fds:
+                    for extra in fds[1:]:
+                        os.close(extra)
+                    self.fork(fds[0], rid)
+                elif op == "fork":
+                    why = ("the session is out of file descriptors (RLIMIT_NOFILE = "
+                           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}), so the new session's channel "
+                           "could not be received; close some files in the session (os.close) and fork again"
+                           if truncated else "no channel came with the request")
+                    self.reply({"op": "error", "error": f"fork failed: {why}"}, rid)
+                elif op == "reap":
+                    self.reply(self.kill_child(int(msg.get("pid", 0))), rid)
+                elif op == "ping":
+                    self.reply({"op": "pong"}, rid)
+                else:
+                    self.reply({"op": "error", "error": f"unknown op {op!r}"}, rid)
+            except (OSError, ValueError) as exc:  # the worker's own step failed (e.g. no fd left)
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                self.reply({"op": "error", "error": f"{op} failed: {type(exc).__name__}: {exc}"}, rid)
 
-    def fork(self, fd):
+    def kill_child(self, pid):
+        """SIGKILL a child this session forked (a fork that failed to start) and reap it."""
+        if pid not in self.children:
+            return {"op": "reaped", "pid": pid, "done": True}
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        done = False
+        for _ in range(500):  # SIGKILL is final: this ends within milliseconds
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                done = True
+            if done:
+                break
+            time.sleep(0.01)
+        if done:
+            self.children.discard(pid)
+        return {"op": "reaped", "pid": pid, "done": done}
+
+    def fork(self, fd, rid):
+        global _OWN_FORK
         t0 = time.perf_counter()
-        pid = os.fork()
+        _OWN_FORK = True
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(fd)
+            self.reply({"op": "error", "error": f"fork failed: os.fork() in the session: {exc}"}, rid)
+            return
+        finally:
+            _OWN_FORK = False
         if pid == 0:
+            self.pid = os.getpid()
             self.chan.close()
             self.chan = socket.socket(fileno=fd)
             os.setsid()
@@ -230,15 +338,27 @@ class Session:
             return
         os.close(fd)
         self.children.add(pid)
-        send(self.chan, {"op": "forked", "pid": pid, "fork_seconds": time.perf_counter() - t0})
+        self.reply({"op": "forked", "pid": pid, "fork_seconds": time.perf_counter() - t0}, rid)
+
+    def fresh_output(self):
+        """A new, empty output buffer on fds 1 and 2: a user-forked child that still holds the last one
+        writes where nobody reads."""
+        try:
+            new = os.memfd_create("cell-output")
+        except OSError:  # out of descriptors: free the old buffer's slot first
+            os.close(self.out)
+            self.out = -1
+            new = os.memfd_create("cell-output")
+        else:
+            os.close(self.out)
+        self.out = new
+        for fd in (1, 2):
+            os.dup2(self.out, fd)
 
     def run_cell(self, src):
         self.cells += 1
         name = f"<cell {self.cells}>"
-        os.ftruncate(self.out, 0)
-        os.lseek(self.out, 0, 0)
-        for fd in (1, 2):
-            os.dup2(self.out, fd)
+        self.fresh_output()
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
         error = None
@@ -249,9 +369,13 @@ class Session:
             exec(compile(tree, name, "exec"), self.ns)
             if last is not None:
                 value = eval(compile(ast.Expression(last.value), name, "eval"), self.ns)
+                if os.getpid() != self.pid:
+                    self.child_exit(None)
                 if value is not None:
                     print(repr(value))
         except BaseException as exc:  # the cell's errors are output; the session lives on
+            if os.getpid() != self.pid:
+                self.child_exit(exc)
             error = type(exc).__name__
             try:
                 if isinstance(exc, SyntaxError):
@@ -261,6 +385,8 @@ class Session:
                 os.write(self.out, "".join(lines).encode("utf-8", "replace"))
             except BaseException:
                 pass
+        if os.getpid() != self.pid:
+            self.child_exit(None)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -340,7 +466,7 @@ def zygote(cfg):
                 break
         if not events:
             continue
-        msg, fds = recv(ctl)
+        msg, fds, _ = recv(ctl)
         if msg is None:
             kill_tree(cfg)
             os._exit(0)
@@ -356,10 +482,11 @@ def zygote(cfg):
             os.close(fds[0])
             send(ctl, {"op": "spawned", "pid": pid})
         elif msg.get("op") == "kill":
-            try:
-                os.killpg(int(msg["pid"]), signal.SIGKILL)
-            except OSError:
-                pass
+            for kill in (os.killpg, os.kill):  # the group, and the process if it has none of its own yet
+                try:
+                    kill(int(msg["pid"]), signal.SIGKILL)
+                except OSError:
+                    pass
             send(ctl, {"op": "killed"})
         else:
             send(ctl, {"op": "error", "error": "bad request"})
