@@ -155,7 +155,7 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
     if published:
         out += [Row(r.model, r.method, dict(r.cells), None, True, r.average_override, r.note) for r in PUBLISHED]
     for row in out:
-        for bench, cell in row.cells.items():
+        for cell in row.cells.values():
             cell.metric = cell.metric or "?"
     columns = _column_order({b for r in out for b in r.cells})
     return Table(columns, out, pass_k)
