@@ -200,9 +200,11 @@ class SettingsChanged(RuntimeError):
 
 
 def score_row(bench: Benchmark, sample: Task, prediction: str | None, judge: LLMJudge | None) -> dict[str, Any]:
-    """Scores of one prediction: EM, F1, cover-EM (+ math equivalence for math, + the judge when given),
+    """Scores of one prediction: EM, F1, cover-EM (+ math equivalence for math, ARPO's evaluation EM/F1 for
+    the others, + the judge when given),
     the benchmark's score (its metric, or the fallback) and ``correct`` (score >= 1, for pass@k)."""
-    names = ["em", "f1", "cover_em"] + (["math_equiv"] if bench.category == "math" or bench.metric == "math_equiv" else [])
+    is_math = bench.category == "math" or bench.metric == "math_equiv"
+    names = ["em", "f1", "cover_em"] + (["math_equiv"] if is_math else ["arpo_em", "arpo_f1"])  # ARPO's eval formulas
     scores = metrics.score_all(prediction, sample.answer, names)
     extra: dict[str, Any] = {}
     if judge is not None and bench.metric == "judge":

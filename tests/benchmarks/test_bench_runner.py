@@ -42,6 +42,7 @@ def test_rows_scores_and_metadata(tmp_path):
     assert gsm["tokens"]["generated"] > 0 and gsm["time_s"] >= 0 and gsm["error"] is None
     hot = next(r for r in rows if r["benchmark"] == "hotpotqa_offline")
     assert hot["metric"] == "f1" and "math_equiv" not in hot["scores"]
+    assert {"arpo_em", "arpo_f1"} <= set(hot["scores"]) and "arpo_f1" not in gsm["scores"]  # ARPO's eval formulas
     meta = json.loads((tmp_path / "metadata.json").read_text())
     for k in ("model", "model_sha256", "backend", "sampling", "seed", "judge", "benchmarks", "envs", "packages", "git"):
         assert k in meta
