@@ -91,7 +91,7 @@ def eval_command(
 
 def leaderboard_command(
     folders: list[str] = typer.Argument(..., help="Result folders made by `arpo eval`."),
-    format: str = typer.Option("md", "--format", "-f", help="md, csv or html."),
+    format: str = typer.Option("md", "--format", "-f", help="md, csv or html (a standalone page: charset, date, run folders and hashes, plots embedded)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the table here (default: print)."),
     published: bool = typer.Option(False, "--published", help="Add the published ARPO/AEPO rows (ARPO.md s.7)."),
     plots: Optional[str] = typer.Option(None, help="Folder for PNG plots (score per benchmark; score vs tool calls)."),

@@ -56,7 +56,7 @@ def test_formats_and_published_rows(folders):
     pub = next(r for r in rows if r["method"] == "ARPO" and r["model"] == "Qwen3-14B")
     assert pub["published"] == "True" and float(pub["gaia"]) == 43.7 and pub["average"] == ""
     html = render(t, "html")
-    assert html.startswith("<table") and "ARPO (published)" in html
+    assert html.startswith("<!DOCTYPE html>") and "ARPO (published)" in html and "<table" in html
     with pytest.raises(ValueError):
         render(t, "xlsx")
 
