@@ -101,7 +101,12 @@ def leaderboard_command(
     from arpo_env.benchmarks.leaderboard import build_table, render
 
     table = build_table(folders, published=published, pass_k=pass_k)
-    text = render(table, format)
+    if format == "html":
+        from arpo_env.benchmarks.html_report import html_page
+
+        text = html_page(table)
+    else:
+        text = render(table, format)
     if out:
         with open(out, "w", encoding="utf-8") as f:
             f.write(text)

@@ -118,7 +118,8 @@ def agent_label(meta: dict[str, Any]) -> str:
     if isinstance(ckpt, dict) and ckpt.get("step") is not None:
         run = str(ckpt.get("run") or meta.get("model") or "checkpoint")
         return f"{Path(run.rstrip('/')).name or run} @ step {int(ckpt['step'])}"
-    agent = meta.get("agent") if isinstance(meta.get("agent"), dict) else {}
+    raw = meta.get("agent")
+    agent: dict[str, Any] = raw if isinstance(raw, dict) else {}
     for name in (str(agent.get("agent") or ""), str(meta.get("backend") or "")):
         if name in MODEL_FREE:
             return MODEL_FREE[name]
@@ -237,9 +238,9 @@ NOTE = ("Scores x100: mean ± standard error over samples (attempts averaged per
 
 
 def render(table: Table, fmt: str = "md") -> str:
-    """The table as Markdown (``md``), ``csv`` (numeric columns ``<bench>``, ``<bench>_se``, ``<bench>_n`` and
-    ``<bench>_metric``) or ``html`` (a standalone page: :func:`arpo_env.benchmarks.html_report.html_page`);
-    Markdown and HTML end with the legend of the metrics used."""
+    """The table as Markdown (``md``, ending with the legend of the metrics used) or ``csv`` (numeric columns
+    ``<bench>``, ``<bench>_se``, ``<bench>_n`` and ``<bench>_metric``). The standalone HTML page is
+    :func:`arpo_env.benchmarks.html_report.html_page`."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -260,8 +261,7 @@ def render(table: Table, fmt: str = "md") -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines) + f"\n\n{NOTE}\n\n" + "".join(f"- {x}\n" for x in legend(table))
-    if fmt == "html":
-        from arpo_env.benchmarks.html_report import html_page
-
-        return html_page(table)
-    raise ValueError(f"unknown format {fmt!r}; use md, csv or html")
+    if fmt == "html":  # the page is a layer above this module (it embeds the plots, which import it)
+        raise ValueError("the HTML page is arpo_env.benchmarks.html_report.html_page(table) "
+                         "(`arpo leaderboard --format html`)")
+    raise ValueError(f"unknown format {fmt!r}; use md or csv (html: html_report.html_page)")

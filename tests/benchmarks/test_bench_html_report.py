@@ -11,7 +11,6 @@ from arpo_env.benchmarks.html_report import html_page
 from arpo_env.benchmarks.leaderboard import agent_label, build_table, render
 from arpo_env.benchmarks.oracle import OracleAgent
 from arpo_env.benchmarks.runner import EvalConfig, run_eval
-
 from tests.helpers.browser import dump_dom, require_chromium, screenshot
 
 
@@ -44,7 +43,7 @@ def test_rows_name_their_agent():
 
 def test_html_is_a_standalone_page_with_provenance_and_plots(folders):
     table = build_table([folders / "oracle", folders / "scripted", folders / "ckpt"])
-    page = render(table, "html")
+    page = html_page(table)
     assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
     assert "<title>ARPO leaderboard</title>" in page and "<style>" in page and page.rstrip().endswith("</html>")
     assert re.search(r"Generated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", page)
@@ -58,6 +57,23 @@ def test_html_is_a_standalone_page_with_provenance_and_plots(folders):
     assert page.count('src="data:image/png;base64,iVBORw0KGgo') == 2                 # both plots, as PNG
     assert "100.0 ± 0.0" in page
     assert "<img" not in html_page(table, plots=False)
+    with pytest.raises(ValueError, match="html_page"):
+        render(table, "html")
+
+
+def test_cli_writes_the_page(folders, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from arpo_env.benchmarks.cli import register
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "lb.html"
+    res = CliRunner().invoke(app, ["leaderboard", str(folders / "oracle"), "--format", "html", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_bytes().decode("utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "100.0 ± 0.0" in page and "data:image/png;base64," in page
 
 
 @pytest.mark.slow
@@ -67,7 +83,7 @@ def test_chromium_renders_the_page(folders, tmp_path):
 
     chromium = require_chromium()
     page = tmp_path / "leaderboard.html"
-    page.write_text(render(build_table([folders / "oracle", folders / "scripted"], published=True), "html"),
+    page.write_text(html_page(build_table([folders / "oracle", folders / "scripted"], published=True)),
                     encoding="utf-8")
     png = screenshot(chromium, page, tmp_path / "leaderboard.png")
     print(f"screenshot: {png}")
@@ -80,3 +96,15 @@ def test_chromium_renders_the_page(folders, tmp_path):
     dom = dump_dom(chromium, page, tmp_path / "dom-profile")
     assert "100.0 ± 0.0" in dom and "Â±" not in dom and "<title>ARPO leaderboard</title>" in dom
     assert dom.count("data:image/png;base64,") == 2
+
+
+def test_a_missing_browser_fails_under_ci(monkeypatch):
+    import tests.helpers.browser as browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="required under CI"):
+        browser.require_chromium()
+    monkeypatch.setattr(browser, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        browser.require_chromium()
