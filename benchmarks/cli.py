@@ -91,7 +91,7 @@ def eval_command(
 
 def leaderboard_command(
     folders: list[str] = typer.Argument(..., help="Result folders made by `arpo eval`."),
-    format: str = typer.Option("md", "--format", "-f", help="md, csv or html."),
+    format: str = typer.Option("md", "--format", "-f", help="md, csv or html (a standalone page: charset, date, run folders and hashes, plots embedded)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Write the table here (default: print)."),
     published: bool = typer.Option(False, "--published", help="Add the published ARPO/AEPO rows (ARPO.md s.7)."),
     plots: Optional[str] = typer.Option(None, help="Folder for PNG plots (score per benchmark; score vs tool calls)."),
@@ -101,7 +101,12 @@ def leaderboard_command(
     from arpo_env.benchmarks.leaderboard import build_table, render
 
     table = build_table(folders, published=published, pass_k=pass_k)
-    text = render(table, format)
+    if format == "html":
+        from arpo_env.benchmarks.html_report import html_page
+
+        text = html_page(table)
+    else:
+        text = render(table, format)
     if out:
         with open(out, "w", encoding="utf-8") as f:
             f.write(text)

@@ -16,7 +16,6 @@ our cell keeps its own metric and the cell says so: such numbers are not compara
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 from collections import defaultdict
@@ -103,7 +102,29 @@ METRICS = {
 """What each metric name in a table means (docs/scorers.md has the references)."""
 
 
-def _model_label(meta: dict[str, Any]) -> str:
+MODEL_FREE = {"oracle": "oracle", "scripted": "scripted"}
+"""Backends and agents that play without a model: their rows are named after them, not after a model."""
+
+
+def agent_label(meta: dict[str, Any]) -> str:
+    """What a row calls the agent of a result folder (from its ``metadata.json``):
+
+    - a training checkpoint (``metadata["checkpoint"] = {"run", "step"}``): ``<run folder name> @ step N``;
+    - a model-free agent (backend ``oracle``, an agent whose ``describe()`` says ``agent: oracle``, or a
+      ``ScriptedAgent``): ``oracle`` / ``scripted``;
+    - otherwise the model (a local path shortened to its folder name).
+    """
+    ckpt = meta.get("checkpoint")
+    if isinstance(ckpt, dict) and ckpt.get("step") is not None:
+        run = str(ckpt.get("run") or meta.get("model") or "checkpoint")
+        return f"{Path(run.rstrip('/')).name or run} @ step {int(ckpt['step'])}"
+    raw = meta.get("agent")
+    agent: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    for name in (str(agent.get("agent") or ""), str(meta.get("backend") or "")):
+        if name in MODEL_FREE:
+            return MODEL_FREE[name]
+    if str(agent.get("class", "")).endswith(".ScriptedAgent"):
+        return "scripted"
     m = str(meta.get("model") or "default")
     return Path(m).name if "/" in m and Path(m).exists() else m
 
@@ -122,7 +143,7 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
     calls: dict[tuple[str, str], list[float]] = defaultdict(list)
     for folder in folders:
         meta, results = load_folder(folder)
-        key = (_model_label(meta), str(meta.get("method", "base")))
+        key = (agent_label(meta), str(meta.get("method", "base")))
         row = rows.setdefault(key, Row(*key))
         row.sources.append(str(folder))
         by_bench: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -217,8 +238,9 @@ NOTE = ("Scores x100: mean ± standard error over samples (attempts averaged per
 
 
 def render(table: Table, fmt: str = "md") -> str:
-    """The table as Markdown (``md``), ``csv`` (numeric columns ``<bench>``, ``<bench>_se``, ``<bench>_n`` and
-    ``<bench>_metric``) or ``html``; Markdown and HTML end with the legend of the metrics used."""
+    """The table as Markdown (``md``, ending with the legend of the metrics used) or ``csv`` (numeric columns
+    ``<bench>``, ``<bench>_se``, ``<bench>_n`` and ``<bench>_metric``). The standalone HTML page is
+    :func:`arpo_env.benchmarks.html_report.html_page`."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -239,10 +261,7 @@ def render(table: Table, fmt: str = "md") -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         return "\n".join(lines) + f"\n\n{NOTE}\n\n" + "".join(f"- {x}\n" for x in legend(table))
-    if fmt == "html":
-        th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in body)
-        return (f"<table class=\"arpo-leaderboard\"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>\n"
-                f"<p>{html.escape(NOTE)}</p>\n<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in legend(table))
-                + "</ul>\n")
-    raise ValueError(f"unknown format {fmt!r}; use md, csv or html")
+    if fmt == "html":  # the page is a layer above this module (it embeds the plots, which import it)
+        raise ValueError("the HTML page is arpo_env.benchmarks.html_report.html_page(table) "
+                         "(`arpo leaderboard --format html`)")
+    raise ValueError(f"unknown format {fmt!r}; use md or csv (html: html_report.html_page)")

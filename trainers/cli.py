@@ -12,6 +12,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from arpo_env.trainers.show import register as register_show
+
+    register_show(app)  # ``arpo show RUN --step N``: the sampled trajectories of a step
     @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def train(ctx: typer.Context,
               config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),

@@ -218,6 +218,9 @@ class TrainConfig:
     """Also write TensorBoard events (``output_dir/tb``)."""
     progress: bool = True
     """Show a progress bar."""
+    samples_per_step: int = 4
+    """Trajectories of each step written to ``output_dir/samples.jsonl`` (text, tool calls, reward, branch
+    points; leaves in a branch first; read them with ``arpo show RUN --step N``); 0 disables."""
     eval_every: int = 0
     """Run the evaluation hook every this many steps (0 disables)."""
     eval_prompts: int = 16
@@ -246,6 +249,7 @@ class TrainConfig:
             (self.ppo_epochs >= 1, "ppo_epochs", "must be >= 1"),
             (self.steps >= 0, "steps", "must be >= 0"),
             (self.save_every >= 0, "save_every", "must be >= 0"),
+            (self.samples_per_step >= 0, "samples_per_step", "must be >= 0 (0 disables)"),
             (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
             (self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {self.dtype!r}"),
             (self.temperature >= 0, "temperature", "must be >= 0"),

@@ -8,7 +8,7 @@ One step:
 4. update: old log-probs recomputed by this model before the update (not the sampler's), reference
    log-probs only when ``kl_coef > 0``; dual-clip PPO per token, token-mean over every trained token of the
    step (exact under gradient accumulation over micro-batches), AdamW, grad-norm clip, ``ppo_epochs`` passes;
-5. metrics (JSONL + TensorBoard), checkpoint every ``save_every`` steps, evaluation hook every ``eval_every``.
+5. metrics (JSONL + TensorBoard), a sample of the step's trajectories (``samples.jsonl``, :mod:`arpo_env.trainers.samples`), checkpoint every ``save_every`` steps, evaluation hook every ``eval_every``.
 
 Precision: weights and optimizer state stay float32; on CUDA the forward passes (rollout and update) run
 under bf16 autocast (``dtype=auto``), so small AdamW updates are not lost to bf16 rounding.
@@ -47,6 +47,7 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+from arpo_env.trainers.samples import SampleWriter
 
 if TYPE_CHECKING:
     from arpo_env.agents.rollout import RolloutState
@@ -153,6 +154,9 @@ class Trainer:
         cfg.to_yaml(self.out / "config.yaml")
         self.metrics = MetricsLogger(self.out, cfg.tensorboard,
                                      resume_step=self.step if self.resumed_from else None)
+        self.samples = SampleWriter(self.out, cfg.samples_per_step, lambda ids: str(tokenizer.decode(list(ids))),
+                                    resume_step=self.step if self.resumed_from else None,
+                                    tensorboard=self.metrics.writer)
 
     # ----- helpers --------------------------------------------------------------------------------------
     def sampling_params(self, greedy: bool = False) -> SamplingParams:
@@ -264,6 +268,7 @@ class Trainer:
         seqs, extra = self.build_sequences(batch)
         stats = self.update(seqs)
         t2 = time.perf_counter()
+        self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
         leaves = [t for tree in batch.trees for t in tree.leaves]

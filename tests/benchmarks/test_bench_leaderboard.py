@@ -6,6 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from arpo_env.benchmarks.html_report import html_page
 from arpo_env.benchmarks.leaderboard import build_table, render
 from arpo_env.benchmarks.oracle import OracleAgent
 from arpo_env.benchmarks.runner import EvalConfig, run_eval
@@ -55,8 +56,8 @@ def test_formats_and_published_rows(folders):
     assert float(ours["gsm8k"]) == 100.0 and ours["gsm8k_n"] == "4" and float(ours["tool_calls"]) == 2.0
     pub = next(r for r in rows if r["method"] == "ARPO" and r["model"] == "Qwen3-14B")
     assert pub["published"] == "True" and float(pub["gaia"]) == 43.7 and pub["average"] == ""
-    html = render(t, "html")
-    assert html.startswith("<table") and "ARPO (published)" in html
+    html = html_page(t)
+    assert html.startswith("<!DOCTYPE html>") and "ARPO (published)" in html and "<table" in html
     with pytest.raises(ValueError):
         render(t, "xlsx")
 
