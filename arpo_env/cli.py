@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 #: Modules that contribute sub-commands (skipped when not installed).
 COMMAND_MODULES = ("arpo_env.envs.cli", "arpo_env.benchmarks.cli", "arpo_env.trainers.cli")
+_debug_flag = [False]  # --debug of this call of main()
 IMPORTS_HELP = "Import this module first (one that calls arpo_env.register); repeatable. The current folder is importable."
 
 
@@ -56,7 +57,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of 
           ) -> None:
     """arpo-env: tool-use environments, agents, benchmarks and the ARPO trainer."""
     if debug:
-        os.environ["ARPO_DEBUG"] = "1"
+        _debug_flag[0] = True
 
 
 @app.command("envs")
@@ -162,7 +163,7 @@ def _load_command_modules() -> None:
 
 
 def _debug() -> bool:
-    return os.environ.get("ARPO_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+    return _debug_flag[0] or os.environ.get("ARPO_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _click_kind(exc: BaseException) -> str | None:
@@ -188,9 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     The error boundary (see the module docstring); always ends with ``SystemExit`` (the exit status)."""
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
-    if "--debug" in args[:cut]:  # accepted anywhere before "--", not only right after `arpo`
-        args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
-        os.environ["ARPO_DEBUG"] = "1"
+    _debug_flag[0] = "--debug" in args[:cut]  # accepted anywhere before "--", not only right after `arpo`
+    args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:  # a console script does not see the current folder
         sys.path.insert(0, cwd)

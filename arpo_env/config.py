@@ -244,13 +244,19 @@ _BOX = re.compile(r"[\u2500-\u257f]+")
 def flatten_tyro_error(text: str) -> str:
     """tyro's boxed error as one line: the message, then ``did you mean --x?`` for its suggestion;
     the help excerpt and "For full helptext" are dropped. Nested parse prefixes are removed."""
-    rows = [" ".join(_BOX.sub(" ", line).split()) for line in text.splitlines()]
+    rows = [" ".join(_BOX.sub(" ", line).strip().strip("|").split()) for line in text.splitlines()]
     sections: list[list[str]] = [[]]
     for raw, row in zip(text.splitlines(), rows):
-        if re.fullmatch(r"[\s\u2500-\u257f]*\u2500{3,}[\s\u2500-\u257f]*", raw) and sections[-1]:
-            sections.append([])
+        if re.match(r"[\s|\u2502]*(\u2500{3}|-{3}|\u256d|\u2570|\+-)", raw):  # a rule, a box's top/bottom
+            if sections[-1]:
+                sections.append([])
         elif row:
             sections[-1].append(row)
+    sections = [sec for sec in sections if sec]
+    if len(sections) > 1 and len(sections[0]) == 1 and ":" not in sections[0][0]:
+        sections = sections[1:]  # a plain-text box's title ("Value error") above its first rule
+    if not sections:
+        return ""
     message = " ".join(sections[0])
     message = re.sub(r"^(Value error|Unrecognized options|Parsing error|Required options)\s+", "", message)
     message = re.sub(r"^Error parsing [\w.-]+: (?=\w+\.\w+: )", "", message)  # 'TrainConfig.steps: ...' follows

@@ -84,6 +84,7 @@ class EnvRecord:
 
 _RECORDS: dict[str, EnvRecord] = {}
 _plugins_loaded = False
+_bad_ids: set[str] = set()  # id-form entry points that failed to register (warned about once)
 
 
 def register(id: str, entry_point: str | Callable[..., Any], *, description: str = "",
@@ -112,10 +113,11 @@ def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
 def _register_id_entry_points() -> None:
     """Register every id-form entry point (``"ns/Name-vN" = "module:Class"``) without importing it."""
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if _is_id_form(ep) and ep.name not in _RECORDS:
+        if _is_id_form(ep) and ep.name not in _RECORDS and ep.name not in _bad_ids:
             try:
                 register(ep.name, ep.value, source=f"plugin:{_dist_name(ep)}")
             except Exception as exc:  # a malformed plugin entry must not break `import arpo_env`
+                _bad_ids.add(ep.name)
                 log.warning("arpo_env: plugin env %r (%s) cannot be registered: %s", ep.name, ep.value, exc)
 
 
@@ -132,7 +134,7 @@ def _load_plugins() -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if _is_id_form(ep):
             if ep.name not in _RECORDS:  # installed after import
-                register(ep.name, ep.value, source=f"plugin:{_dist_name(ep)}")
+                _register_id_entry_points()
             continue
         before = set(_RECORDS)
         try:
