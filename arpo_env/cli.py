@@ -19,6 +19,7 @@ calls ``arpo_env.register``, or holds a policy), and the current folder is impor
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -145,8 +146,6 @@ def episode_command(env_arg: Optional[str] = typer.Argument(None, metavar="[ENV_
 
 
 def _load_command_modules() -> None:
-    import importlib
-
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import io
 import functools
+import io
 import json
 import re
 import types
@@ -77,7 +77,7 @@ def build(cls: type[T], base: T | None = None, overrides: Mapping[str, Any] | No
 
 
 # ----- value types -------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
@@ -112,18 +112,23 @@ def _type_text(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
+
+
 def check_types(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` (fields of dataclass ``cls``) with each value checked against the field's annotation.
 
     A value that fits (cheap ``isinstance``-style check) is kept as is; one that does not is converted by
     pydantic where that is lossless (``"3"`` to ``3``, a list to a tuple) or raises
-    :class:`~arpo_env.errors.ConfigError` ``Class.field: expected int, got 'abc'``. Annotations the cheap
-    check cannot judge (callables, classes) are not checked. pydantic is imported only for misfits."""
+    :class:`~arpo_env.errors.ConfigError` ``Class.field: expected int, got 'abc'``. Only plain-data values
+    (str, numbers, bool, None, lists, tuples, dicts) are judged, and only against annotations the cheap
+    check understands (builtins, unions, ``Literal``, containers by their outer type); a ``Path`` for a
+    ``str`` field, a callable, an object are left to the class. pydantic is imported only for misfits."""
     hints, out = _hints(cls), dict(values)
     for name, value in values.items():
         tp = hints.get(name)
-        if tp is None or _conforms(value, tp) is not False:
-            continue
+        if tp is None or not isinstance(value, _PLAIN) or _conforms(value, tp) is not False:
+            continue  # only plain data (what JSON, YAML and flags give) is judged; a Path, an object: the class's
         import pydantic
         try:
             out[name] = pydantic.TypeAdapter(tp).validate_python(value)

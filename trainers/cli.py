@@ -11,11 +11,14 @@ one line naming the flag or key, exit status 2.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from arpo_env.errors import check_model_path, import_modules, user_message
+
+if TYPE_CHECKING:
+    from arpo_env.trainers.config import TrainConfig
 
 
 def normalize_args(args: list[str]) -> list[str]:
@@ -49,14 +52,14 @@ def normalize_args(args: list[str]) -> list[str]:
     return out + (["--imports", *imports] if imports is not None else [])
 
 
-def _precheck(cfg: object) -> None:
+def _precheck(cfg: TrainConfig) -> None:
     """What can fail before the model loads (see the module docstring)."""
     from arpo_env.registry import get_record
 
-    import_modules(list(getattr(cfg, "imports", [])), "--imports")
-    get_record(getattr(cfg, "env_id"))
-    check_model_path(getattr(cfg, "model"), "--model", names=("tiny",))
-    check_model_path(getattr(cfg, "tokenizer"), "--tokenizer")
+    import_modules(list(cfg.imports), "--imports")
+    get_record(cfg.env_id)
+    check_model_path(cfg.model, "--model", names=("tiny",))
+    check_model_path(cfg.tokenizer, "--tokenizer")
 
 
 def register(app: typer.Typer) -> None:
