@@ -212,3 +212,13 @@ def test_every_agents_backend_is_an_eval_backend():
     from arpo_env.benchmarks.agents_bridge import BACKENDS
 
     assert set(AGENT_BACKENDS) <= set(BACKENDS) and {"oracle", "policy"} <= set(BACKENDS)
+
+
+@pytest.mark.slow
+def test_eval_takes_the_tiny_model_as_train_does(tmp_path, capsys):
+    pytest.importorskip("torch")
+    with pytest.raises(SystemExit) as info:
+        main(EVAL + ["--model", "tiny", "--max-new-tokens", "8", "--env", "arpo/Calculator-v0", "-o", str(tmp_path / "o")])
+    assert info.value.code == 0, capsys.readouterr().err[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["benchmark"] == "gsm8k"
