@@ -5,9 +5,17 @@ file: each module in :data:`COMMAND_MODULES` (and each entry point of the group 
 ``register(app: typer.Typer) -> None``. Those modules must import heavy libraries (torch, vLLM) inside
 their commands, not at import time, so ``arpo --help`` stays fast and works on the core install.
 
-A command that needs a missing extra (:class:`arpo_env.extras.MissingExtra`) prints one line, e.g.
-``arpo: arpo/Search-v0's BM25 index needs 'bm25s', which is not installed: pip install 'arpo-env[search]'``,
-and exits with status 2 (no traceback).
+Errors: :func:`main` is the one error boundary. A user error (an unknown env id or benchmark, a missing
+file, a wrong-typed or out-of-range value, a missing extra, an unreachable server, a malformed YAML file,
+a bad flag; see :func:`arpo_env.errors.user_message`) prints one or two lines naming the flag, key or file
+and the fix, e.g. ``arpo: arpo/Search-v0's BM25 index needs 'bm25s', which is not installed: pip install
+'arpo-env[search]'``, and exits with status 2. ``--debug`` (anywhere on the line) or ``ARPO_DEBUG=1``
+shows the traceback as well. Any other exception is a bug and keeps its traceback (exit 1).
+
+Conventions shared by every command: ``--imports``/``-m``/``--module`` imports a module first (one that
+calls ``arpo_env.register``, or holds a policy), and the current folder is importable (``main`` puts it on
+``sys.path``, as ``python -m`` does); an env is chosen with ``--env`` or ``--env-id`` (both spellings);
+``python -m arpo_env`` is the same as ``arpo``.
 """
 from __future__ import annotations
 
@@ -15,7 +23,9 @@ import importlib
 import importlib.metadata
 import json
 import logging
+import os
 import sys
+import traceback
 from typing import Optional
 
 import typer
@@ -24,24 +34,38 @@ from rich.markup import escape
 from rich.table import Table
 
 import arpo_env
+from arpo_env.errors import DEBUG_HINT, UserError, import_modules, user_message
 from arpo_env.extras import MissingExtra, pip_command
 
 app = typer.Typer(help="arpo-env: tool-use environments, agents, benchmarks and the ARPO trainer.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 log = logging.getLogger(__name__)
 
 #: Modules that contribute sub-commands (skipped when not installed).
 COMMAND_MODULES = ("arpo_env.envs.cli", "arpo_env.benchmarks.cli", "arpo_env.trainers.cli")
+_debug_flag = [False]  # --debug of this call of main()
+IMPORTS_HELP = "Import this module first (one that calls arpo_env.register); repeatable. The current folder is importable."
+
+
+def imports_option() -> Optional[list[str]]:
+    """The ``--imports``/``-m``/``--module`` option every command that makes envs takes."""
+    return typer.Option(None, "--imports", "-m", "--module", help=IMPORTS_HELP)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of user errors (or set ARPO_DEBUG=1).")
+          ) -> None:
+    """arpo-env: tool-use environments, agents, benchmarks and the ARPO trainer."""
+    if debug:
+        _debug_flag[0] = True
 
 
 @app.command("envs")
 def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-                 module: Optional[list[str]] = typer.Option(
-                     None, "--module", "-m", help="Import this module first (one that calls arpo_env.register).")) -> None:
+                 module: Optional[list[str]] = imports_option()) -> None:
     """List registered environments with their tools, fork kind and the extras they need."""
-    for name in module or []:
-        importlib.import_module(name)
+    import_modules(module or [], "--imports")
     rows = []
     for rec in arpo_env.list_envs():
         extras, missing = list(rec.extras), rec.missing_extras()
@@ -80,13 +104,20 @@ def envs_command(as_json: bool = typer.Option(False, "--json", help="Print JSON 
 
 
 @app.command("episode")
-def episode_command(env_id: str = typer.Argument("arpo/Calculator-v0", help="Environment id."),
+def episode_command(env_arg: Optional[str] = typer.Argument(None, metavar="[ENV_ID]",
+                                                       help="Environment id (default arpo/Calculator-v0)."),
+                    env_opt: Optional[str] = typer.Option(None, "--env", "--env-id", help="Environment id (same as the argument)."),
+                    imports: Optional[list[str]] = imports_option(),
                     seed: int = typer.Option(0, help="Seed of the task draw."),
                     question: Optional[str] = typer.Option(None, help="Ask this instead of a drawn task."),
                     answer: Optional[str] = typer.Option(None, help="Gold answer for --question."),
                     action: Optional[list[str]] = typer.Option(None, "--action", "-a",
                                                                help="Actions to play (default: the env's scripted ones).")) -> None:
     """Play a scripted episode and print every turn, the reward and a fork of the episode."""
+    if env_arg and env_opt and env_arg != env_opt:
+        raise UserError(f"two env ids: {env_arg!r} (argument) and {env_opt!r} (--env); give one")
+    env_id = env_opt or env_arg or "arpo/Calculator-v0"
+    import_modules(imports or [], "--imports")
     env = arpo_env.make(env_id)
     options = {"question": question, "answer": answer or ""} if question else None
     prompt, info = env.reset(seed=seed, options=options)
@@ -130,14 +161,65 @@ def _load_command_modules() -> None:
             log.warning("arpo: CLI plugin %r failed to load: %s", ep.name, exc)
 
 
+def _debug() -> bool:
+    return _debug_flag[0] or os.environ.get("ARPO_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """``"usage"``, ``"click"`` (another ClickException), ``"exit"``, ``"abort"`` or ``None``, by class name:
+    typer >= 0.16 vendors click (``typer._click``), older typer uses click itself."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    for name, kind in (("UsageError", "usage"), ("ClickException", "click"), ("Exit", "exit"), ("Abort", "abort")):
+        if name in names:
+            return kind
+    return None
+
+
+def _usage_error(exc: Exception) -> str:
+    """A click/typer usage error as two lines (its message; where the help is), without the box."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "arpo"
+    return f"{command}: {exc.format_message()}\nTry '{command} --help' for help."  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``arpo`` console script (``argv``: the arguments, default ``sys.argv[1:]``)."""
+    """Entry point of the ``arpo`` console script (``argv``: the arguments, default ``sys.argv[1:]``).
+
+    The error boundary (see the module docstring); always ends with ``SystemExit`` (the exit status)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    _debug_flag[0] = "--debug" in args[:cut]  # accepted anywhere before "--", not only right after `arpo`
+    args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # a console script does not see the current folder
+        sys.path.insert(0, cwd)
     try:
         _load_command_modules()
-        app(args=argv, prog_name="arpo")
-    except MissingExtra as exc:
-        print(f"arpo: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        code = app(args=args, prog_name="arpo", standalone_mode=False)
+    except KeyboardInterrupt:
+        print("arpo: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as exc:
+        kind = _click_kind(exc)
+        if kind == "exit":
+            raise SystemExit(getattr(exc, "exit_code", 0)) from None
+        if kind == "abort":
+            print("arpo: aborted", file=sys.stderr)
+            raise SystemExit(130) from None
+        if kind in ("usage", "click"):  # bad flags: click's own message, as two lines, no box
+            if exc.format_message():  # type: ignore[attr-defined]  # empty: no_args_is_help printed the help
+                print(_usage_error(exc) if kind == "usage" else f"arpo: {exc.format_message()}",  # type: ignore[attr-defined]
+                      file=sys.stderr)
+            raise SystemExit(getattr(exc, "exit_code", 2) or 2) from None
+        message = user_message(exc)
+        if message is None:
+            raise
+        if _debug():
+            traceback.print_exc()
+        print(f"arpo: {message}" + ("" if _debug() or isinstance(exc, (UserError, MissingExtra))
+                                     else f"\n{DEBUG_HINT}"), file=sys.stderr)
+        code = 2
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,18 @@
 ``register(id, entry_point="module:Class", **kwargs)`` registers with Gymnasium (so ``gymnasium.make``
 works) and records the env in arpo-env's own table (``list_envs``, ``arpo envs``). Built-in envs are
 registered by entry-point strings and imported lazily. Third-party packages register without touching
-this code through the entry-point group ``arpo_env.envs``: each entry point names a function called with
-no arguments (which calls ``register``) or a module whose import registers its envs.
+this code through the entry-point group ``arpo_env.envs``, in one of two forms::
+
+    [project.entry-points."arpo_env.envs"]
+    "myns/MyEnv-v0" = "my_pkg.envs:MyEnv"      # id form: the name is the env id, the value its class
+    my_pkg = "my_pkg.register:register_all"     # function form: called with no arguments (or a module)
+
+Id-form entry points are registered when ``arpo_env`` is imported, *without importing the plugin*
+(Gymnasium imports ``my_pkg.envs`` at the first ``make``), so ``gymnasium.make("myns/MyEnv-v0")`` works
+after a bare ``import arpo_env``. Function-form entry points must run the plugin's code to learn its ids:
+they run at the first :func:`make`, :func:`list_envs` or :func:`get_record` (or :func:`load_plugins`); a
+``gymnasium.make`` before that does not see their envs. Gymnasium >= 1.0 has no plugin group of its own.
+Not covered: an entry point removed from the environment while the process runs stays registered.
 """
 from __future__ import annotations
 
@@ -17,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+
+from arpo_env.errors import UserError
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "arpo_env.envs"
@@ -37,7 +49,7 @@ BUILTIN_ENVS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-class UnknownEnvError(gym.error.Error, KeyError):
+class UnknownEnvError(UserError, gym.error.Error, KeyError):
     """An id that is not registered; the message suggests close matches."""
 
     def __str__(self) -> str:  # KeyError would quote the message
@@ -72,6 +84,7 @@ class EnvRecord:
 
 _RECORDS: dict[str, EnvRecord] = {}
 _plugins_loaded = False
+_bad_ids: set[str] = set()  # id-form entry points that failed to register (warned about once)
 
 
 def register(id: str, entry_point: str | Callable[..., Any], *, description: str = "",
@@ -89,12 +102,40 @@ def register(id: str, entry_point: str | Callable[..., Any], *, description: str
     _RECORDS[id] = EnvRecord(id, entry_point, dict(kwargs), description, source, tuple(extras))
 
 
+def _is_id_form(ep: importlib.metadata.EntryPoint) -> bool:
+    return "/" in ep.name and ":" in ep.value
+
+
+def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
+    return getattr(ep.dist, "name", ep.name) if getattr(ep, "dist", None) else ep.name
+
+
+def _register_id_entry_points() -> None:
+    """Register every id-form entry point (``"ns/Name-vN" = "module:Class"``) without importing it."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if _is_id_form(ep) and ep.name not in _RECORDS and ep.name not in _bad_ids:
+            try:
+                register(ep.name, ep.value, source=f"plugin:{_dist_name(ep)}")
+            except Exception as exc:  # a malformed plugin entry must not break `import arpo_env`
+                _bad_ids.add(ep.name)
+                log.warning("arpo_env: plugin env %r (%s) cannot be registered: %s", ep.name, ep.value, exc)
+
+
+def load_plugins() -> None:
+    """Run the function-form plugin entry points now (once); :func:`make` and :func:`list_envs` do it."""
+    _load_plugins()
+
+
 def _load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if _is_id_form(ep):
+            if ep.name not in _RECORDS:  # installed after import
+                _register_id_entry_points()
+            continue
         before = set(_RECORDS)
         try:
             obj = ep.load()
@@ -103,7 +144,7 @@ def _load_plugins() -> None:
         except Exception as exc:  # a broken plugin must not break arpo-env
             log.warning("arpo_env: plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
             continue
-        dist = getattr(ep.dist, "name", ep.name) if getattr(ep, "dist", None) else ep.name
+        dist = _dist_name(ep)
         for new in set(_RECORDS) - before:
             _RECORDS[new].source = f"plugin:{dist}"
 
@@ -143,3 +184,4 @@ def make(id: str, **kwargs: Any) -> Any:
 
 
 _register_builtins()
+_register_id_entry_points()

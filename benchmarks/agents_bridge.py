@@ -1,25 +1,79 @@
 """Building agents and judges for the command line, through the ``agents`` package when it is installed.
 
 ``backend="oracle"`` gives :class:`arpo_env.benchmarks.oracle.OracleAgent` (no model; checks the harness).
-Every other backend goes to ``agents.load_agent(backend=, model=)``. A judge is any object with
+``backend="policy"`` plays a Python function named by ``model="module:function"`` with
+:class:`arpo_env.agents.scripted.ScriptedAgent`: ``function(env, turn, observation) -> action text``
+(the scripted agent's :data:`~arpo_env.agents.scripted.Policy`; ``observation`` is the prompt at turn 0,
+``env.unwrapped.episode`` the episode so far). ``model="tiny"`` on ``hf`` is the random tiny Llama of
+:mod:`arpo_env.agents.testing` (smoke runs, as ``arpo train --model tiny``). Every other backend goes to
+``agents.load_agent(backend=, model=)``. :func:`check_backend` refuses an unknown name with the closest one. A judge is any object with
 ``complete(messages, max_new_tokens)`` (:class:`arpo_env.TextCompleter`); an agent that is not one itself
 may expose one as ``.completer`` or ``.as_completer()``.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from arpo_env.agent import TextCompleter
+from arpo_env.config import suggest
+from arpo_env.errors import UserError
 from arpo_env.extras import MissingExtra
+
+#: Every backend ``load_agent`` takes: the agents package's (``hf``, ``vllm``, ``openai``) and two without a model.
+BACKENDS = ("hf", "vllm", "openai", "oracle", "policy")
+
+
+def check_backend(name: str, flag: str = "--backend") -> None:
+    """:class:`UserError` for a backend that is not in :data:`BACKENDS`, with the closest name."""
+    if name not in BACKENDS:
+        raise UserError(f"{flag}: unknown backend {name!r}{suggest(name, BACKENDS)} (backends: "
+                        f"{', '.join(BACKENDS)})")
+
+
+def load_policy(spec: str | None, flag: str = "--model") -> Any:
+    """The callable named by ``"module:function"`` (the module is imported; the current folder counts)."""
+    module, sep, attr = (spec or "").partition(":")
+    if not sep or not module or not attr:
+        raise UserError(f"{flag}: the policy backend needs module:function (e.g. mypolicy:policy), got {spec!r}")
+    try:
+        obj = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+            raise
+        raise UserError(f"{flag} {spec}: no module {module!r} (run from its folder or put it on PYTHONPATH)") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"{flag} {spec}: {module!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"{flag} {spec}: {attr!r} is not callable; it must be policy(env, turn, observation) -> str")
+    return obj
 
 
 def load_agent(backend: str = "hf", model: str | None = None, **kwargs: Any) -> Any:
-    """An :class:`arpo_env.Agent` for ``backend``/``model``."""
+    """An :class:`arpo_env.Agent` for ``backend``/``model`` (see the module docstring)."""
+    check_backend(backend)
     if backend == "oracle":
         from arpo_env.benchmarks.oracle import OracleAgent
 
         acc = float(kwargs.pop("accuracy", 1.0))
         return OracleAgent(accuracy=acc, **kwargs)
+    if backend == "policy":
+        from arpo_env.agents.scripted import ScriptedAgent
+
+        kwargs.pop("max_response_tokens", None)
+        return ScriptedAgent(load_policy(model), **kwargs)
+    if model == "tiny":
+        if backend != "hf":
+            raise UserError(f"--model tiny is a transformers model: use --backend hf, not {backend!r}")
+        from arpo_env.agents import Agent
+        from arpo_env.agents.backends.hf import HFBackend
+        from arpo_env.agents.testing import tiny_model_and_tokenizer
+
+        agent_kw = {k: kwargs.pop(k) for k in ("max_response_tokens", "tool_workers") if k in kwargs}
+        tiny, tok = tiny_model_and_tokenizer()
+        return Agent(HFBackend(tiny, tok, **kwargs), tok, **agent_kw)
     try:
         from arpo_env import agents
         loader = agents.load_agent

@@ -1,4 +1,12 @@
-"""``arpo eval``, ``arpo leaderboard``, ``arpo benchmarks`` and ``arpo demo`` (heavy imports inside)."""
+"""``arpo eval``, ``arpo leaderboard``, ``arpo benchmarks`` and ``arpo demo`` (heavy imports inside).
+
+Input is checked before anything loads: ``--backend`` (closest name on a typo), ``--model`` (a path that
+does not exist, or a hub id while offline, is refused before Hugging Face sees it; ``tiny`` is the random
+tiny Llama; ``--backend policy --model module:function`` plays a Python policy), ``--set``/``--env-kwargs``
+(JSON; their values are type-checked by the env's config and named ``Class.field`` on error), the openai
+server (``--base-url`` must answer). ``--env``/``--env-id`` and ``--imports``/``-m`` mean what they mean
+for every ``arpo`` command.
+"""
 from __future__ import annotations
 
 import json
@@ -7,12 +15,20 @@ from typing import Any, Optional
 
 import typer
 
+from arpo_env.errors import UserError, check_model_path, import_modules
+
 SAMPLING = "Sampling (defaults: ARPO's evaluation settings)"
 ENVS = "Environments and tools"
 
 
 def _parse_kv(items: list[str] | None, json_text: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json_text) if json_text else {}
+    try:
+        out: dict[str, Any] = json.loads(json_text) if json_text else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--env-kwargs: not JSON ({exc.msg} at column {exc.colno}): {json_text!r}; "
+                        """e.g. '{"max_tool_calls": 6}'""") from None
+    if not isinstance(out, dict):
+        raise UserError(f"--env-kwargs: a JSON object expected, got {json_text!r}")
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -24,26 +40,61 @@ def _parse_kv(items: list[str] | None, json_text: str | None) -> dict[str, Any]:
     return out
 
 
+def check_server(base_url: str, flag: str = "--base-url") -> None:
+    """:class:`UserError` when nothing answers at ``base_url`` (``GET /models``, 10 s); any HTTP reply counts."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=10).close()
+    except urllib.error.HTTPError:
+        return  # it answered (401, 404...): the backend reports the details
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"{flag} {base_url}: cannot reach the server ({reason}); start it (e.g. `vllm serve "
+                        f"MODEL --port 8000`) or pass the right {flag}") from None
+
+
+def check_agent_args(backend: str, model: Optional[str], base_url: Optional[str] = None, *,
+                     flags: tuple[str, str] = ("--backend", "--model")) -> None:
+    """Everything about the agent that can be checked before loading it (see the module docstring)."""
+    from arpo_env.benchmarks.agents_bridge import check_backend, load_policy
+
+    check_backend(backend, flags[0])
+    if backend in ("hf", "vllm"):
+        check_model_path(model, flags[1], names=("tiny",) if backend == "hf" else ())
+    elif backend == "policy":
+        load_policy(model, flags[1])
+    elif backend == "openai":
+        check_server(base_url or "http://127.0.0.1:8000/v1")
+
+
 def eval_command(
-    model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded SmolLM2-135M-Instruct)."),
+    model: Optional[str] = typer.Option(None, help="Model folder or hub id (default: the embedded SmolLM2-135M-Instruct); "
+                                        "'tiny': a random tiny Llama; module:function with --backend policy."),
     benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Comma-separated benchmark names or .jsonl paths."),
     out: str = typer.Option(..., "--out", "-o", help="Result folder (results.jsonl + metadata.json)."),
-    limit: Optional[int] = typer.Option(None, help="First N samples of each benchmark."),
-    attempts: int = typer.Option(1, help="Attempts per sample (pass@k needs k <= attempts)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="First N samples of each benchmark."),
+    attempts: int = typer.Option(1, min=1, help="Attempts per sample (pass@k needs k <= attempts)."),
     method: str = typer.Option("base", help="Method label for the leaderboard row (base, grpo, arpo...)."),
-    backend: str = typer.Option("hf", help="Agent backend: hf, vllm, openai, or oracle (no model: answers gold)."),
-    temperature: float = typer.Option(0.6, rich_help_panel=SAMPLING),
-    top_p: float = typer.Option(0.95, rich_help_panel=SAMPLING),
+    backend: str = typer.Option("hf", help="Agent backend: hf, vllm, openai (--base-url), oracle (no model: answers "
+                                "gold) or policy (--model module:function, called as f(env, turn, observation) -> action)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Server of --backend openai (default http://127.0.0.1:8000/v1)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer token of --backend openai."),
+    imports: Optional[list[str]] = typer.Option(None, "--imports", "-m", "--module",
+                                                help="Import this module first (one that registers envs or benchmarks); repeatable."),
+    temperature: float = typer.Option(0.6, min=0, rich_help_panel=SAMPLING),
+    top_p: float = typer.Option(0.95, min=0, max=1, rich_help_panel=SAMPLING),
     top_k: int = typer.Option(20, rich_help_panel=SAMPLING),
     repetition_penalty: float = typer.Option(1.1, rich_help_panel=SAMPLING),
-    max_new_tokens: int = typer.Option(1024, help="Per model turn.", rich_help_panel=SAMPLING),
+    max_new_tokens: int = typer.Option(1024, min=1, help="Per model turn.", rich_help_panel=SAMPLING),
     seed: int = typer.Option(0, help="Base seed of every episode.", rich_help_panel=SAMPLING),
-    env: Optional[str] = typer.Option(None, help="Env id for all benchmarks instead of their defaults.", rich_help_panel=ENVS),
+    env: Optional[str] = typer.Option(None, "--env", "--env-id", help="Env id for all benchmarks instead of their defaults.", rich_help_panel=ENVS),
     env_kwargs: Optional[str] = typer.Option(None, help='JSON merged into every env\'s kwargs, e.g. \'{"max_tool_calls": 6}\'.', rich_help_panel=ENVS),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="One env kwarg KEY=VALUE (repeatable; VALUE is JSON or else a string), e.g. max_tool_calls=5.", rich_help_panel=ENVS),
     data_dir: Optional[str] = typer.Option(None, help="Folder with unshipped sets (GAIA, HLE); else $ARPO_DATA_DIR."),
-    concurrency: int = typer.Option(4, help="Episodes per batched rollout."),
-    workers: int = typer.Option(1, help="Batches in flight (threads; for remote backends)."),
+    concurrency: int = typer.Option(4, min=1, help="Episodes per batched rollout."),
+    workers: int = typer.Option(1, min=1, help="Batches in flight (threads; for remote backends)."),
     judge: Optional[str] = typer.Option(None, help="Judge model for judged benchmarks (else their fallback metric)."),
     judge_backend: str = typer.Option("hf", help="Backend of the judge model."),
     judge_max_tokens: int = typer.Option(1024, min=1, help="Token budget of a judge reply (reasoning judges need hundreds)."),
@@ -58,6 +109,21 @@ def eval_command(
     from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
     from arpo_env.folder_lock import FolderBusy, FolderLock
 
+    import_modules(imports or [], "--imports")
+    check_agent_args(backend, model, base_url)
+    if judge:
+        check_agent_args(judge_backend, judge, base_url, flags=("--judge-backend", "--judge"))
+    if env:
+        from arpo_env.registry import get_record
+        get_record(env)  # an unknown id fails here, before the model loads
+    from arpo_env.benchmarks.registry import get_benchmark
+    for name in benchmarks.split(","):
+        if name.strip():
+            try:
+                get_benchmark(name)  # an unknown name or a missing .jsonl fails here
+            except FileNotFoundError:
+                raise UserError(f"--benchmarks: file not found: {name.strip()}") from None
+    agent_kw: dict[str, Any] = {k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v is not None}
     sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
     cfg = EvalConfig(out=out, benchmarks=[b for b in benchmarks.split(",") if b.strip()], model=model,
@@ -71,7 +137,7 @@ def eval_command(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     try:
-        agent = load_agent(backend=backend, model=model)
+        agent = load_agent(backend=backend, model=model, **(agent_kw if backend == "openai" else {}))
         judge_obj = load_judge(judge, judge_backend, max_new_tokens=judge_max_tokens) if judge else None
         summary = run_eval(cfg, agent, judge_obj, lock=lock)
     except SettingsChanged as exc:
@@ -159,6 +225,7 @@ def demo_command(
     """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""
     from arpo_env.benchmarks.demo import run_demo
 
+    check_agent_args(backend, model)
     run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,
              max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens)
 

@@ -17,6 +17,14 @@ from typing import Any
 
 from arpo_env.benchmarks.benchmark import Benchmark, qa_parser
 from arpo_env.benchmarks.catalog import BUILTIN
+from arpo_env.errors import UserError
+
+
+class UnknownBenchmarkError(UserError, KeyError):
+    """No benchmark of that name (a ``KeyError``); the message suggests close names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 _REGISTRY: dict[str, Benchmark] = {b.name: b for b in BUILTIN}
 """Every registered benchmark by name: the built-ins first, in catalog order."""
@@ -45,7 +53,8 @@ def register_jsonl(name: str, path: str | Path, *, metric: str = "f1", env_id: s
 
 def get_benchmark(name: str) -> Benchmark:
     """The benchmark called ``name`` (case-insensitive); a path to a ``.jsonl`` file registers it on the
-    fly. Raises ``KeyError`` with close matches."""
+    fly. Raises :class:`UnknownBenchmarkError` (a ``KeyError``) with close matches, and
+    ``FileNotFoundError`` for a ``.jsonl``/``.jsonl.gz`` path (or any name with a ``/``) that is not a file."""
     key = name.strip()
     if key in _REGISTRY:
         return _REGISTRY[key]
@@ -55,11 +64,15 @@ def get_benchmark(name: str) -> Benchmark:
     if key.endswith((".jsonl", ".jsonl.gz")) and Path(key).is_file():
         stem = Path(key).name.split(".")[0]
         if stem in _REGISTRY and _REGISTRY[stem].files != (str(Path(key).resolve()),):
-            raise KeyError(f"{key}: a benchmark named {stem!r} already exists; rename the file")
+            raise UnknownBenchmarkError(f"{key}: a benchmark named {stem!r} already exists; rename the file")
         return _REGISTRY.get(stem) or register_jsonl(stem, key)
+    if key.endswith((".jsonl", ".jsonl.gz", ".json")) or "/" in key or "\\" in key:
+        import errno
+        import os
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), key)
     close = difflib.get_close_matches(key.lower(), list(lower), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown benchmark {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}; or give the "
+    raise UnknownBenchmarkError(f"unknown benchmark {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}; or give the "
                    "path of a .jsonl file with question/answer fields.")
 
 

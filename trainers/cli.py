@@ -3,12 +3,63 @@
 ``arpo train --config run.yaml --steps 2 --rollout.algorithm grpo``: flags are :class:`TrainConfig` fields
 (parsed by tyro; ``--help-config`` lists them all with their docstrings) and override the file.
 torch and transformers are imported inside.
+
+Spellings shared with the other commands: ``--env X`` is ``--env-id X``; ``-m X``/``--module X`` add ``X`` to
+``--imports``. Before the model loads, the config's imports are imported, ``env_id`` must be registered
+and ``model``/``tokenizer`` must be a folder that exists, ``tiny`` or (online) a hub id; every problem is
+one line naming the flag or key, exit status 2.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+from arpo_env.errors import check_model_path, import_modules, user_message
+
+if TYPE_CHECKING:
+    from arpo_env.trainers.config import TrainConfig
+
+
+def normalize_args(args: list[str]) -> list[str]:
+    """``--env`` as ``--env-id``, and every ``-m X``/``--module X`` (and ``--imports A B``) into one
+    ``--imports`` flag at the end (tyro keeps only the last of a repeated list flag)."""
+    out: list[str] = []
+    imports: list[str] | None = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        flag, eq, value = a.partition("=")
+        if flag == "--env":
+            out.append("--env-id" + (eq + value if eq else ""))
+        elif flag in ("-m", "--module"):
+            imports = imports or []
+            if eq:
+                imports.append(value)
+            elif i + 1 < len(args):
+                imports.append(args[i + 1])
+                i += 1
+        elif flag == "--imports":
+            imports = imports or []
+            if eq:
+                imports.append(value)
+            while not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                imports.append(args[i + 1])
+                i += 1
+        else:
+            out.append(a)
+        i += 1
+    return out + (["--imports", *imports] if imports is not None else [])
+
+
+def _precheck(cfg: TrainConfig) -> None:
+    """What can fail before the model loads (see the module docstring)."""
+    from arpo_env.registry import get_record
+
+    import_modules(list(cfg.imports), "--imports")
+    get_record(cfg.env_id)
+    check_model_path(cfg.model, "--model", names=("tiny",))
+    check_model_path(cfg.tokenizer, "--tokenizer")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,14 +79,28 @@ def register(app: typer.Typer) -> None:
         if help_config:
             print(TrainConfig.help_text())
             return
+        args = normalize_args(list(ctx.args))
         try:
-            cfg = TrainConfig.from_yaml(config, ctx.args) if config else TrainConfig.from_args(ctx.args)
-        except (ValueError, FileNotFoundError) as exc:  # the message names the flag or key (and a close match)
-            typer.echo(f"arpo train: {exc}", err=True)
+            cfg = TrainConfig.from_yaml(config, args) if config else TrainConfig.from_args(args)
+        except FileNotFoundError:
+            typer.echo(f"arpo train: --config {config}: file not found", err=True)
+            raise typer.Exit(2) from None
+        except ValueError as exc:  # the message names the flag or key (and a close match)
+            text = str(exc)
+            if config and text.startswith("TrainConfig"):  # a key of the file
+                text = f"--config {config}: {text}"
+            typer.echo(f"arpo train: {text}", err=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            message = user_message(exc)  # a malformed YAML file
+            if message is None:
+                raise
+            typer.echo(f"arpo train: --config {config}: {message}", err=True)
             raise typer.Exit(2) from None
         if print_config:
             print(cfg.to_yaml())
             return
+        _precheck(cfg)
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from arpo_env.folder_lock import FolderBusy

@@ -98,3 +98,39 @@ def test_arpo_envs_cli_lists_builtin_plugin_and_module_envs(user_module):
     assert rows["arpo/Calculator-v0"]["fork_kind"] == "stateless"
     assert rows["arpo/Calculator-v0"]["tools"] == "calculator"
     assert rows["ext/Notes-v0"]["tools"] == "note" and rows["ext/Notes-v0"]["source"].startswith("plugin:")
+
+
+def test_an_id_form_plugin_is_known_to_gymnasium_after_only_import_arpo_env(user_module):
+    """``"ext/Notes-v0" = "user_envs_mod:NotesEnv"`` in the entry-point group: a bare ``import arpo_env``
+    registers it with Gymnasium without importing the plugin module (Gymnasium imports it at ``make``)."""
+    dist = user_module / "user_envs_mod-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: user-envs-mod\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[arpo_env.envs]\next/Notes-v0 = user_envs_mod:NotesEnv\n")
+    code = textwrap.dedent("""
+        import json, sys
+        import gymnasium as gym
+        import arpo_env
+        imported_early = "user_envs_mod" in sys.modules
+        env = gym.make("ext/Notes-v0")
+        rec = {r.id: r for r in arpo_env.list_envs()}["ext/Notes-v0"]
+        print(json.dumps({"early": imported_early, "cls": type(env.unwrapped).__name__,
+                          "kind": env.unwrapped.fork_kind.value, "source": rec.source}))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_module), os.getcwd()])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"early": False, "cls": "NotesEnv", "kind": "state",
+                                                        "source": "plugin:user-envs-mod"}
+
+
+def test_a_malformed_id_form_plugin_does_not_break_import(user_module):
+    dist = user_module / "bad_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[arpo_env.envs]\next/Bad!-v0 = not_a_module_path:X\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_module), os.getcwd()])}
+    proc = subprocess.run([sys.executable, "-c", "import arpo_env; print(len(arpo_env.list_envs()))"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and int(proc.stdout.strip()) >= 5, proc.stderr
+    assert proc.stderr.count("'ext/Bad!-v0'") == 1 and "cannot be registered" in proc.stderr  # warned once
