@@ -25,7 +25,7 @@ def _parse_kv(items: list[str] | None, json_text: str | None) -> dict[str, Any]:
 
 
 def eval_command(
-    model: Optional[str] = typer.Option(None, help="Model path or hub id (default: the embedded SmolLM2-135M-Instruct)."),
+    model: Optional[str] = typer.Option(None, help="Model path, hub id, `arpo train` run folder (its newest valid checkpoint) or checkpoint step folder (default: the embedded SmolLM2-135M-Instruct)."),
     benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Comma-separated benchmark names or .jsonl paths."),
     out: str = typer.Option(..., "--out", "-o", help="Result folder (results.jsonl + metadata.json)."),
     limit: Optional[int] = typer.Option(None, help="First N samples of each benchmark."),
@@ -58,6 +58,14 @@ def eval_command(
     from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
     from arpo_env.folder_lock import FolderBusy, FolderLock
 
+    from arpo_env.checkpoints import CheckpointInvalid, NoValidCheckpoint, resolve_model_dir
+
+    if model is not None and backend != "oracle":
+        try:  # a run folder becomes its newest valid checkpoint, recorded as such in metadata.json
+            model = str(resolve_model_dir(model))
+        except (CheckpointInvalid, NoValidCheckpoint) as exc:
+            typer.echo(f"arpo eval: {exc}", err=True)
+            raise typer.Exit(2) from None
     sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
     cfg = EvalConfig(out=out, benchmarks=[b for b in benchmarks.split(",") if b.strip()], model=model,
