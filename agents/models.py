@@ -117,7 +117,7 @@ def resolve_model_path(path: str | os.PathLike | None) -> str:
     if path is None:
         return str(embedded_model_dir())
     from arpo_env.checkpoints import resolve_model_dir
-    return str(resolve_model_dir(path)) if Path(path).is_dir() else str(path)
+    return str(resolve_model_dir(os.fspath(path))) if Path(path).is_dir() else str(path)
 
 
 def load_tokenizer(path: str | os.PathLike | None = None) -> Any:

@@ -56,9 +56,8 @@ def eval_command(
     from arpo_env.agent import SamplingParams
     from arpo_env.benchmarks.agents_bridge import load_agent, load_judge
     from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
-    from arpo_env.folder_lock import FolderBusy, FolderLock
-
     from arpo_env.checkpoints import CheckpointInvalid, NoValidCheckpoint, resolve_model_dir
+    from arpo_env.folder_lock import FolderBusy, FolderLock
 
     if model is not None and backend != "oracle":
         try:  # a run folder becomes its newest valid checkpoint, recorded as such in metadata.json

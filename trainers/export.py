@@ -47,8 +47,9 @@ def export_checkpoint(source: str | Path, out: str | Path, dtype: str = "auto", 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(step_dir), dtype="auto")
-    if DTYPES[dtype] is not None:
-        model = model.to(getattr(torch, DTYPES[dtype]))
+    target = DTYPES[dtype]
+    if target is not None:
+        model = model.to(getattr(torch, target))
     tokenizer = AutoTokenizer.from_pretrained(str(step_dir))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))

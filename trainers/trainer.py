@@ -356,7 +356,8 @@ class Trainer:
         """Run until ``cfg.steps``; returns the metrics of the steps run by this call."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        cfg, history = self.cfg, []
+        cfg = self.cfg
+        history: list[dict[str, float]] = []
         if self.step >= cfg.steps:  # nothing to do: the folder stays as it is
             return history
         record_settings(cfg, self._forced, self.step)

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import tests.helpers.smoke_env  # noqa: F401  registers test/DigitsCalculator-v0
 from arpo_env.trainers.config import BranchingConfig, TrainConfig
 from arpo_env.trainers.run_folder import RunSettingsChanged, check_run_folder
 from tests.helpers.shared_data import REPO_ROOT as ROOT
 from tests.trainers.test_trainer import TINY
-
-import tests.helpers.smoke_env  # noqa: F401  registers test/DigitsCalculator-v0
 
 
 def readme_commands() -> list[list[str]]:
