@@ -127,9 +127,11 @@ def test_lora_checkpoint_is_the_merged_model_and_resumes_its_adapters(tmp_path):
 VLLM_SCRIPT = """
 import json, sys
 from vllm import LLM, SamplingParams
-llm = LLM(model=sys.argv[1], dtype="bfloat16", max_model_len=256, enforce_eager=True)
-out = llm.generate(["<|im_start|>user\\nWhat is 2+2?<|im_end|>\\n"], SamplingParams(max_tokens=8, temperature=0))
-print(json.dumps({"tokens": len(out[0].outputs[0].token_ids)}))
+
+if __name__ == "__main__":  # vLLM starts its engine with spawn
+    llm = LLM(model=sys.argv[1], dtype="bfloat16", max_model_len=256, enforce_eager=True)
+    out = llm.generate(["<|im_start|>user\\nWhat is 2+2?<|im_end|>\\n"], SamplingParams(max_tokens=8, temperature=0))
+    print(json.dumps({"tokens": len(out[0].outputs[0].token_ids)}))
 """
 
 
@@ -146,7 +148,9 @@ def test_export_loads_in_vllm(tmp_path):
     with Trainer(cfg, model=model, tokenizer=tok) as tr:
         tr.train()
     export_checkpoint(tmp_path / "run", tmp_path / "export", dtype="bf16")
-    proc = subprocess.run([py, "-c", VLLM_SCRIPT, str(tmp_path / "export")], env=vllm_env(), capture_output=True,
+    script = tmp_path / "load_in_vllm.py"
+    script.write_text(VLLM_SCRIPT)
+    proc = subprocess.run([py, str(script), str(tmp_path / "export")], env=vllm_env(), capture_output=True,
                           text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] >= 1
