@@ -230,8 +230,8 @@ class TrainConfig:
     """Env of the ``eval_benchmark`` evaluations: ``None`` is the trained ``env_id``, ``benchmark`` each
     benchmark's own default env, anything else that env id (a benchmark's generic budgets carry over to
     another env, its tool-specific kwargs do not). The built-in evaluation always plays the trained env."""
-    eval_env_kwargs: dict[str, Any] | None = None
-    """Kwargs of ``eval_env``; ``None`` is ``env_kwargs`` when the evaluation env is the trained one, else none."""
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Kwargs of ``eval_env``, merged over ``env_kwargs`` when the evaluation env is the trained one."""
 
     def __post_init__(self) -> None:
         self.validate()

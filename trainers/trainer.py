@@ -311,15 +311,13 @@ class Trainer:
 
     def eval_env(self) -> tuple[str | None, dict[str, Any]]:
         """Env id and kwargs of benchmark evaluations: ``eval_env`` (``None``: the trained ``env_id``;
-        ``benchmark``: each benchmark's own env, id ``None``) and ``eval_env_kwargs`` (``None``: ``env_kwargs``
-        when the env is the trained one, else none)."""
+        ``benchmark``: each benchmark's own env, id ``None``) and ``eval_env_kwargs`` (merged over
+        ``env_kwargs`` when the env is the trained one)."""
         c = self.cfg
         if c.eval_env == "benchmark":
-            return None, dict(c.eval_env_kwargs or {})
+            return None, dict(c.eval_env_kwargs)
         env = c.eval_env or c.env_id
-        if c.eval_env_kwargs is not None:
-            return env, dict(c.eval_env_kwargs)
-        return env, dict(c.env_kwargs) if env == c.env_id else {}
+        return env, {**(c.env_kwargs if env == c.env_id else {}), **c.eval_env_kwargs}
 
     def _evaluate_benchmarks(self) -> dict[str, float]:
         """Greedy evaluation through the benchmark runner: the first ``eval_prompts`` samples of each
