@@ -111,8 +111,13 @@ def _drop_gguf_quantization(config_path: Path) -> None:
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> str:
-    """``None`` -> the embedded SmolLM2 directory; anything else is returned as a string."""
-    return str(embedded_model_dir()) if path is None else str(path)
+    """``None`` -> the embedded SmolLM2 directory; a training run folder -> its newest checkpoint that
+    verifies, a checkpoint step folder -> itself once verified (:func:`arpo_env.checkpoints.resolve_model_dir`,
+    which raises when none is valid); anything else is returned as a string."""
+    if path is None:
+        return str(embedded_model_dir())
+    from arpo_env.checkpoints import resolve_model_dir
+    return str(resolve_model_dir(os.fspath(path))) if Path(path).is_dir() else str(path)
 
 
 def load_tokenizer(path: str | os.PathLike | None = None) -> Any:
@@ -143,7 +148,8 @@ def load_model_and_tokenizer(path: str | os.PathLike | None = None, *, device: s
     resolved = resolve_model_path(path)
     model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype).to(device)
     model.eval()
-    tokenizer = load_tokenizer(resolved)
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(resolved)  # resolved once: a checkpoint is verified once
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -70,7 +70,8 @@ def check_agent_args(backend: str, model: Optional[str], base_url: Optional[str]
 
 
 def eval_command(
-    model: Optional[str] = typer.Option(None, help="Model folder or hub id (default: the embedded SmolLM2-135M-Instruct); "
+    model: Optional[str] = typer.Option(None, help="Model folder, hub id, `arpo train` run folder (its newest valid "
+                                        "checkpoint) or checkpoint step folder (default: the embedded SmolLM2-135M-Instruct); "
                                         "'tiny': a random tiny Llama; module:function with --backend policy."),
     benchmarks: str = typer.Option("gsm8k,hotpotqa_offline", help="Comma-separated benchmark names or .jsonl paths."),
     out: str = typer.Option(..., "--out", "-o", help="Result folder (results.jsonl + metadata.json)."),
@@ -107,6 +108,7 @@ def eval_command(
     from arpo_env.agent import SamplingParams
     from arpo_env.benchmarks.agents_bridge import load_agent, load_judge
     from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
+    from arpo_env.checkpoints import CheckpointInvalid, NoValidCheckpoint, resolve_model_dir
     from arpo_env.folder_lock import FolderBusy, FolderLock
 
     import_modules(imports or [], "--imports")
@@ -124,6 +126,11 @@ def eval_command(
             except FileNotFoundError:
                 raise UserError(f"--benchmarks: file not found: {name.strip()}") from None
     agent_kw: dict[str, Any] = {k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v is not None}
+    if model is not None and backend in ("hf", "vllm"):
+        try:  # a run folder becomes its newest valid checkpoint, recorded as such in metadata.json
+            model = str(resolve_model_dir(model))
+        except (CheckpointInvalid, NoValidCheckpoint) as exc:
+            raise UserError(f"--model: {exc}") from None
     sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                               repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
     cfg = EvalConfig(out=out, benchmarks=[b for b in benchmarks.split(",") if b.strip()], model=model,

@@ -53,6 +53,7 @@ from arpo_env.benchmarks.results import (
     row_key,
     write_metadata,
 )
+from arpo_env.checkpoints import checkpoint_info, checkpoint_label
 from arpo_env.config import split_fields
 from arpo_env.env import EnvConfig
 from arpo_env.extras import MissingExtra
@@ -139,7 +140,9 @@ def env_for(cfg: EvalConfig, bench: Benchmark) -> tuple[str, dict[str, Any]]:
 
 
 def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge: LLMJudge | None) -> dict[str, Any]:
-    """Everything that determines the numbers of this run."""
+    """Everything that determines the numbers of this run. A model that is a training checkpoint (a step
+    folder ``RUN/checkpoints/step_N``, or a folder ``arpo export`` wrote from one) is labelled
+    ``RUNNAME@step_0000000N`` and named by ``"checkpoint": {"run": RUN, "step": N}``."""
     envs = {}
     for b in benches:
         env_id, kw = env_for(cfg, b)
@@ -151,7 +154,9 @@ def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge:
     agent_info = describe_agent(agent)
     model_path = agent_info.get("model_path") or cfg.model
     label = cfg.model or agent_info.get("model") or (Path(model_path).name if model_path else "default")
-    return {"model": label, "model_sha256": path_hash(model_path),
+    ckpt = checkpoint_info(cfg.model) or checkpoint_info(model_path)
+    named = {"checkpoint": ckpt} if ckpt else {}
+    return {"model": checkpoint_label(ckpt) if ckpt else label, **named, "model_sha256": path_hash(model_path),
             "backend": cfg.backend, "method": cfg.method, "agent": agent_info,
             "sampling": asdict(cfg.sampling), "seed": cfg.seed, "judge": judge.describe() if judge else None,
             "benchmarks": {b.name: b.describe(cfg.data_dir) for b in benches}, "envs": envs,

@@ -1,13 +1,17 @@
-"""``arpo train``: run ARPO or GRPO from a YAML config and/or flags (loaded by ``arpo_env.cli``).
+"""``arpo train`` and ``arpo export`` (loaded by ``arpo_env.cli``; torch and transformers imported inside).
 
 ``arpo train --config run.yaml --steps 2 --rollout.algorithm grpo``: flags are :class:`TrainConfig` fields
-(parsed by tyro; ``--help-config`` lists them all with their docstrings) and override the file.
-torch and transformers are imported inside.
+(parsed by tyro; ``--help-config`` lists them all with their docstrings) and override the file. A folder
+holding a run with other settings is refused (exit 2, the differences listed) unless ``--force`` or
+``--new-run`` (:mod:`arpo_env.trainers.run_folder`). torch and transformers are imported inside.
 
 Spellings shared with the other commands: ``--env X`` is ``--env-id X``; ``-m X``/``--module X`` add ``X`` to
 ``--imports``. Before the model loads, the config's imports are imported, ``env_id`` must be registered
 and ``model``/``tokenizer`` must be a folder that exists, ``tiny`` or (online) a hub id; every problem is
 one line naming the flag or key, exit status 2.
+
+``arpo export RUN_DIR|STEP_DIR --out DIR [--dtype bf16]``: a standalone model folder (safetensors, LoRA
+merged, no training state) of a checkpoint (:mod:`arpo_env.trainers.export`).
 """
 from __future__ import annotations
 
@@ -70,7 +74,9 @@ def register(app: typer.Typer) -> None:
     def train(ctx: typer.Context,
               config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
               help_config: bool = typer.Option(False, "--help-config", help="List every config field (flag, default, meaning) and exit."),
-              print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit.")
+              print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+              force: bool = typer.Option(False, "--force", help="Continue a run in --output-dir although settings changed (recorded in forced_changes.jsonl)."),
+              new_run: bool = typer.Option(False, "--new-run", help="Archive the run in --output-dir (to archive/TIMESTAMP/) and start over.")
               ) -> None:
         """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag
         (--help-config lists them with their meaning)."""
@@ -105,11 +111,15 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from arpo_env.folder_lock import FolderBusy
         from arpo_env.trainers.checkpoint import NoValidCheckpoint
+        from arpo_env.trainers.run_folder import RunSettingsChanged
         from arpo_env.trainers.trainer import Trainer
 
+        if force and new_run:
+            typer.echo("arpo train: --force and --new-run exclude each other", err=True)
+            raise typer.Exit(2)
         try:
-            trainer = Trainer(cfg)
-        except (FolderBusy, NoValidCheckpoint) as exc:  # one line, no traceback
+            trainer = Trainer(cfg, force=force, new_run=new_run)
+        except (FolderBusy, NoValidCheckpoint, RunSettingsChanged) as exc:  # short, no traceback
             typer.echo(f"arpo train: {exc}", err=True)
             raise typer.Exit(2) from None
         if trainer.resumed_from is not None:
@@ -124,3 +134,20 @@ def register(app: typer.Typer) -> None:
                   f"tool calls/sample {last['tool_calls_per_sample']:.2f}; outputs in {cfg.output_dir}", flush=True)
         else:
             print(f"nothing to do: already at step {trainer.step} of {cfg.steps}", flush=True)
+
+    @app.command("export")
+    def export(source: str = typer.Argument(..., help="A run folder (its newest valid checkpoint) or a checkpoint step folder."),
+               out: str = typer.Option(..., "--out", "-o", help="The model folder to write (must not exist, or be empty)."),
+               dtype: str = typer.Option("auto", help="Weights dtype: auto (as trained), bf16, fp16 or fp32."),
+               force: bool = typer.Option(False, "--force", help="Replace OUT if it holds files.")) -> None:
+        """Write a checkpoint as a standalone Hugging Face model folder (safetensors, LoRA merged) for
+        vLLM, transformers and other tools."""
+        from arpo_env.checkpoints import CheckpointInvalid, NoValidCheckpoint
+        from arpo_env.trainers.export import ExportError, export_checkpoint
+
+        try:
+            info = export_checkpoint(source, out, dtype=dtype, force=force)
+        except (CheckpointInvalid, NoValidCheckpoint, ExportError) as exc:
+            typer.echo(f"arpo export: {exc}", err=True)
+            raise typer.Exit(2) from None
+        print(f"exported {info['checkpoint']} ({info['dtype']}) to {out}", flush=True)

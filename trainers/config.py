@@ -229,6 +229,12 @@ class TrainConfig:
     """Comma-separated benchmark names (e.g. ``gsm8k,hotpotqa_offline``): evaluate through the benchmark
     runner on their first ``eval_prompts`` samples instead of held-out training tasks; each evaluation is a
     result folder under ``output_dir/eval/step_N`` that ``arpo leaderboard`` reads."""
+    eval_env: str | None = None
+    """Env of the ``eval_benchmark`` evaluations: ``None`` is the trained ``env_id``, ``benchmark`` each
+    benchmark's own default env, anything else that env id (a benchmark's generic budgets carry over to
+    another env, its tool-specific kwargs do not). The built-in evaluation always plays the trained env."""
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Kwargs of ``eval_env``, merged over ``env_kwargs`` when the evaluation env is the trained one."""
 
     def __post_init__(self) -> None:
         self.validate()

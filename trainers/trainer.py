@@ -47,6 +47,7 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
 
 if TYPE_CHECKING:
@@ -80,14 +81,22 @@ class Trainer:
     :class:`~arpo_env.folder_lock.FolderBusy` before loading anything. Resuming takes the newest checkpoint
     that verifies (:func:`~arpo_env.trainers.checkpoint.load_latest_valid`); damaged ones are logged and
     skipped, and :class:`~arpo_env.trainers.checkpoint.NoValidCheckpoint` is raised when none is valid.
+
+    A folder that holds a run made with other settings is refused before anything loads
+    (:class:`~arpo_env.trainers.run_folder.RunSettingsChanged`); ``force`` continues with the new settings,
+    ``new_run`` archives the old run first (:mod:`arpo_env.trainers.run_folder`). ``config.yaml``, the
+    metrics and TensorBoard files are written only once a step runs.
     """
 
     def __init__(self, cfg: TrainConfig, *, eval_fn: EvalFn | None = None, model: Any = None,
-                 tokenizer: Any = None):
+                 tokenizer: Any = None, force: bool = False, new_run: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self._lock = FolderLock(self.out, "arpo train", hint="--output-dir")
+        self.metrics: MetricsLogger | None = None
+        self.samples: SampleWriter | None = None
         try:
+            self._forced = check_run_folder(cfg, force=force, new_run=new_run)
             self._build(eval_fn, model, tokenizer)
         except BaseException:
             self._lock.release()
@@ -150,13 +159,6 @@ class Trainer:
             self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
             self.resumed_from = last
             log.info("resumed from %s (step %d)", last, self.step)
-        self.out.mkdir(parents=True, exist_ok=True)
-        cfg.to_yaml(self.out / "config.yaml")
-        self.metrics = MetricsLogger(self.out, cfg.tensorboard,
-                                     resume_step=self.step if self.resumed_from else None)
-        self.samples = SampleWriter(self.out, cfg.samples_per_step, lambda ids: str(tokenizer.decode(list(ids))),
-                                    resume_step=self.step if self.resumed_from else None,
-                                    tensorboard=self.metrics.writer)
 
     # ----- helpers --------------------------------------------------------------------------------------
     def sampling_params(self, greedy: bool = False) -> SamplingParams:
@@ -268,7 +270,8 @@ class Trainer:
         seqs, extra = self.build_sequences(batch)
         stats = self.update(seqs)
         t2 = time.perf_counter()
-        self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos)
+        if self.samples is not None:  # None outside train() (a bare train_step writes no samples)
+            self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
         leaves = [t for tree in batch.trees for t in tree.leaves]
@@ -310,17 +313,30 @@ class Trainer:
                 "eval_accuracy": float(np.mean([t.reward >= 1.0 for t in trajs])),
                 "eval_tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in trajs]))}
 
+    def eval_env(self) -> tuple[str | None, dict[str, Any]]:
+        """Env id and kwargs of benchmark evaluations: ``eval_env`` (``None``: the trained ``env_id``;
+        ``benchmark``: each benchmark's own env, id ``None``) and ``eval_env_kwargs`` (merged over
+        ``env_kwargs`` when the env is the trained one)."""
+        c = self.cfg
+        if c.eval_env == "benchmark":
+            return None, dict(c.eval_env_kwargs)
+        env = c.eval_env or c.env_id
+        return env, {**(c.env_kwargs if env == c.env_id else {}), **c.eval_env_kwargs}
+
     def _evaluate_benchmarks(self) -> dict[str, float]:
         """Greedy evaluation through the benchmark runner: the first ``eval_prompts`` samples of each
-        benchmark in ``eval_benchmark`` (comma-separated), results in ``output_dir/eval/step_N/`` (a normal
-        result folder: ``arpo leaderboard`` reads it). Returns the mean score and tool calls per benchmark."""
+        benchmark in ``eval_benchmark`` (comma-separated), played in :meth:`eval_env` (the trained env unless
+        ``eval_env`` says otherwise), results in ``output_dir/eval/step_N/`` (a normal result folder:
+        ``arpo leaderboard`` reads it). Returns the mean score and tool calls per benchmark."""
         from arpo_env.benchmarks.registry import get_benchmark
         from arpo_env.benchmarks.results import read_rows
         from arpo_env.benchmarks.runner import EvalConfig, run_eval
 
         names = [get_benchmark(n.strip()).name for n in (self.cfg.eval_benchmark or "").split(",") if n.strip()]
         out = Path(self.cfg.output_dir) / "eval" / f"step_{self.step}"
+        env, env_kwargs = self.eval_env()
         ecfg = EvalConfig(out=str(out), benchmarks=names, model=self.cfg.model, method=self.cfg.rollout.algorithm,
+                          env=env, env_kwargs=env_kwargs,
                           limit=self.cfg.eval_prompts, sampling=self.sampling_params(greedy=True),
                           concurrency=max(1, min(self.cfg.eval_prompts, 16)), progress=False, force=True)
         with torch.no_grad(), self._autocast():
@@ -336,13 +352,24 @@ class Trainer:
     def save(self) -> Path:
         return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
                                {"data_pos": self.data_pos, "config": self.cfg.to_dict()}, self.branch_rng,
-                               keep=self.cfg.keep_checkpoints)
+                               keep=self.cfg.keep_checkpoints, tokenizer=self.tokenizer)
 
     def train(self) -> list[dict[str, float]]:
         """Run until ``cfg.steps``; returns the metrics of the steps run by this call."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        cfg, history = self.cfg, []
+        cfg = self.cfg
+        history: list[dict[str, float]] = []
+        if self.step >= cfg.steps:  # nothing to do: the folder stays as it is
+            return history
+        record_settings(cfg, self._forced, self.step)
+        self._forced = []
+        self.metrics = metrics = MetricsLogger(self.out, cfg.tensorboard,
+                                               resume_step=self.step if self.resumed_from else None)
+        tokenizer = self.tokenizer
+        self.samples = SampleWriter(self.out, cfg.samples_per_step, lambda ids: str(tokenizer.decode(list(ids))),
+                                    resume_step=self.step if self.resumed_from else None,
+                                    tensorboard=metrics.writer)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not cfg.progress)
         with progress:
@@ -351,14 +378,14 @@ class Trainer:
                 m = self.train_step()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     m.update(self.evaluate())
-                self.metrics.log(self.step, m)
+                metrics.log(self.step, m)
                 history.append(m)
                 if cfg.save_every and (self.step % cfg.save_every == 0 or self.step == cfg.steps):
                     self.save()
                 progress.update(bar, completed=self.step,
                                 info=f"reward {m['reward']:.3f} acc {m['accuracy']:.2f} "
                                      f"calls {m['tool_calls_per_sample']:.2f} br {m['branches']}")
-        self.metrics.close()
+        metrics.close()
         return history
 
     def close(self) -> None:

@@ -43,7 +43,10 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
     killed_at = int(json.loads((latest_checkpoint(out / "checkpoints") / "state.json").read_text())["step"])
     assert 1 <= killed_at < 4
     ckpt = latest_checkpoint(out / "checkpoints")
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.pt", "rng.pt", "state.json"}
+    names = {p.name for p in ckpt.iterdir()}
+    assert {"model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.json", "generation_config.json",
+            "tokenizer.json"} <= names  # a Hugging Face model folder plus the training state
+    assert set(json.loads((ckpt / "state.json").read_text())["files"]) == names - {"state.json"}
     # the weights moved away from the initial tiny model
     init, _ = tiny_model_and_tokenizer(seed=0)
     saved = load_file(str(ckpt / "model.safetensors"))
@@ -107,6 +110,7 @@ def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
     assert len(rows) == 2 and {r["benchmark"] for r in rows} == {"gsm8k"}
     assert metrics["eval_gsm8k_score"] == pytest.approx(sum(r["score"] for r in rows) / 2)
     assert meta["method"] == "arpo"
+    assert meta["envs"]["gsm8k"]["env_id"] == "test/DigitsCalculator-v0"  # the trained env, not gsm8k's own
 
 
 def test_data_system_prompt_reaches_the_env(tmp_path):
