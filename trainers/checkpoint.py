@@ -86,6 +86,7 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """The base model's state dict with every active LoRA adapter added into its layer's weight (names as
     the base model has them, ``lora_*`` entries dropped); the model itself is left unchanged (no
     merge/unmerge round trip, which would move the frozen base weights by rounding)."""
+    require("train", "peft", needed_by="a LoRA checkpoint")
     from peft.tuners.lora import LoraLayer
 
     base = model.get_base_model()
@@ -138,6 +139,7 @@ def _load_model(path: Path, model: Any, state: dict[str, Any], device: torch.dev
         load_model(model, str(path / "model.safetensors"), device=str(device))
         return
     if is_peft(model):
+        require("train", "peft", needed_by="a LoRA checkpoint")
         from peft import set_peft_model_state_dict
         adapter = load_file(str(path / ADAPTER / "adapter_model.safetensors"), device=str(device))
         res = set_peft_model_state_dict(model, adapter)

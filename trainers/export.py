@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.checkpoints import CHECKPOINTS, EXPORT_INFO, checkpoint_info, resolve_model_dir
+from arpo_env.extras import require
 
 DTYPES = {"auto": None, "bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
           "fp32": "float32", "float32": "float32"}
@@ -43,6 +44,8 @@ def export_checkpoint(source: str | Path, out: str | Path, dtype: str = "auto", 
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         if not force:
             raise ExportError(f"{dest} exists and is not empty; choose another --out or pass --force to replace it")
+    require("train", "torch", needed_by="arpo export")
+    require("train", "transformers", needed_by="arpo export")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -56,7 +56,7 @@ def test_readme_train_eval_leaderboard_export(readme_run):
     meta = json.loads((cwd / "results/smoke/metadata.json").read_text())
     assert meta["checkpoint"] == {"run": "runs/smoke", "step": 2}
     assert meta["model"] == "smoke@step_00000002"
-    assert "smoke@step_00000002" in outputs[2]  # the leaderboard row names the checkpoint
+    assert "smoke @ step 2" in outputs[2]  # the leaderboard row names the checkpoint (run @ step)
     rows = [json.loads(line) for line in (cwd / "results/smoke/results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["error"] is None for r in rows)
     exported = cwd / "exported/smoke"
@@ -131,7 +131,7 @@ from vllm import LLM, SamplingParams
 if __name__ == "__main__":  # vLLM starts its engine with spawn
     llm = LLM(model=sys.argv[1], dtype="bfloat16", max_model_len=256, enforce_eager=True)
     out = llm.generate(["<|im_start|>user\\nWhat is 2+2?<|im_end|>\\n"], SamplingParams(max_tokens=8, temperature=0))
-    print(json.dumps({"tokens": len(out[0].outputs[0].token_ids)}))
+    print("ARPO_RESULT " + json.dumps({"tokens": len(out[0].outputs[0].token_ids)}), flush=True)
 """
 
 
@@ -153,4 +153,6 @@ def test_export_loads_in_vllm(tmp_path):
     proc = subprocess.run([py, str(script), str(tmp_path / "export")], env=vllm_env(), capture_output=True,
                           text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["tokens"] >= 1
+    result = [line for line in proc.stdout.splitlines() if line.startswith("ARPO_RESULT ")]  # vLLM logs to stdout too
+    assert result, proc.stdout[-3000:]
+    assert json.loads(result[-1].removeprefix("ARPO_RESULT "))["tokens"] >= 1
