@@ -50,7 +50,9 @@ class NoValidCheckpoint(RuntimeError):
                          "start over, or use another output folder")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (the one file hash of the project: checkpoints,
+    index files, benchmark data and provenance)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

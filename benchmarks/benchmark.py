@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arpo_env.benchmarks.data import DatasetFormatError, file_sha256, find_file, read_records
+from arpo_env.benchmarks.data import DatasetFormatError, find_file, read_records
+from arpo_env.checkpoints import sha256_file
 from arpo_env.task import Task
 
 METRICS = ("em", "f1", "cover_em", "math_equiv", "judge")
@@ -138,7 +139,7 @@ class Benchmark:
         """Plain data for ``metadata.json``: everything about the benchmark that determines scores."""
         try:
             p = self.path(data_dir)
-            data: dict[str, str | None] = {"data_file": str(p), "data_sha256": file_sha256(p)}
+            data: dict[str, str | None] = {"data_file": str(p), "data_sha256": sha256_file(p)}
         except FileNotFoundError:
             data = {"data_file": None, "data_sha256": None}
         return {"name": self.name, "title": self.title, "category": self.category, "metric": self.metric,

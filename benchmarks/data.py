@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import csv
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -115,13 +114,6 @@ def read_records(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return list(iter_jsonl(path))
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def xbench_decrypt(ciphertext_b64: str, canary: str) -> str:

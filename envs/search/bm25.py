@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from arpo_env.checkpoints import sha256_file
 from arpo_env.envs.search.base import Hit, SearchError
 from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
 from arpo_env.extras import require
@@ -37,17 +38,9 @@ log = logging.getLogger(__name__)
 _reported: set[str] = set()  # damaged index paths already warned about in this process
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def index_checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under an index folder except the marker, by relative path."""
-    return {str(f.relative_to(folder)): _file_sha256(f) for f in sorted(folder.rglob("*"))
+    return {str(f.relative_to(folder)): sha256_file(f) for f in sorted(folder.rglob("*"))
             if f.is_file() and f.name != MARKER}
 
 
