@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -161,11 +160,7 @@ def test_sigkill_mid_run_then_resume_gives_every_sample_exactly_once(tmp_path):
     env = dict(os.environ)  # arpo_env is installed; the children need no PYTHONPATH
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env, cwd=ROOT)
     results = out / "results.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if results.exists() and results.read_bytes().count(b"\n") >= 12:
-            break
-        time.sleep(0.01)
+    wait_until(lambda: results.exists() and results.read_bytes().count(b"\n") >= 12, poll=0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -4,7 +4,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -12,8 +11,8 @@ import torch
 from arpo_env.trainers.checkpoint import latest_checkpoint
 from arpo_env.trainers.config import BranchingConfig, TrainConfig
 from arpo_env.trainers.metrics import read_metrics
-
 from tests.helpers.shared_data import REPO_ROOT as ROOT
+from tests.helpers.waiting import wait_until
 
 # ``tests.helpers.smoke_env`` registers test/DigitsCalculator-v0. The ``arpo train`` subprocesses run as
 # ``python -m arpo_env.cli`` with the repository root as working directory, so ``tests`` imports there
@@ -34,9 +33,7 @@ def test_cli_train_changes_weights_and_resumes_after_sigkill(tmp_path):
     TrainConfig(**{**TINY, "tensorboard": True}, steps=4, save_every=1, output_dir=str(out)).to_yaml(cfg_path)
     cmd = [sys.executable, "-m", "arpo_env.cli", "train", "--config", str(cfg_path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while latest_checkpoint(out / "checkpoints") is None and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: latest_checkpoint(out / "checkpoints") is not None or proc.poll() is not None, timeout=240)
     assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -94,10 +91,9 @@ def test_aepo_lora_kl_hard_step_trains(tmp_path):
 
 
 def test_eval_through_the_benchmark_runner_writes_a_result_folder(tmp_path):
+    import tests.helpers.smoke_env  # noqa: F401
     from arpo_env.benchmarks.results import load_folder
     from arpo_env.trainers.trainer import Trainer
-
-    import tests.helpers.smoke_env  # noqa: F401
 
     tr = Trainer(TrainConfig(**{**TINY, "imports": []}, steps=0, output_dir=str(tmp_path),
                              eval_benchmark="gsm8k", eval_prompts=2))

@@ -20,6 +20,7 @@ from arpo_env.envs.python.session import Tree
 from arpo_env.envs.python.tiers import get_tier
 from arpo_env.envs.python.tiers.common import uid_processes
 from arpo_env.fork import ForkKind, check_fork
+from tests.helpers.procs import children
 from tests.helpers.waiting import wait_until
 
 
@@ -121,16 +122,7 @@ def _live(pids) -> list[int]:
 
 
 def _zombie_children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == pid:
-                out.append(int(entry))
-    return out
+    return [child for child, state in children(pid) if state == "Z"]
 
 
 def test_no_zombies_or_orphans_after_close(tier):

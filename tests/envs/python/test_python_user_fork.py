@@ -4,12 +4,12 @@ a fork forged through ``ctypes`` is caught by the host's pid check; a fork that 
 ``SandboxError`` naming the cause and leaves no process or zombie; fd exhaustion gives a clear error."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from arpo_env.envs.python.protocol import SandboxError
+from tests.helpers.procs import children
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -88,20 +88,6 @@ def test_forged_reply_from_a_forked_child_is_an_error(make_tool):
     assert tool("print(6 * 7)").text == "42"
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process whose parent is ``pid``, zombies included."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append((int(entry), fields[0]))
-    return sorted(out)
-
-
 def _exists(pid: int | None) -> bool:
     return pid is not None and Path(f"/proc/{pid}").exists()
 
@@ -112,10 +98,10 @@ def test_failed_fork_raises_with_cause_and_releases_every_process(make_tool, hoo
     tool(f"import os, time\nos.register_at_fork(after_in_child=lambda: {hook})\nv = 7")  # breaks our fork too
     parent = tool.session
     assert parent.host_pid is not None
-    before = _children(parent.host_pid)
+    before = children(parent.host_pid)
     with pytest.raises(SandboxError, match=f"forked session failed to start .*{cause}.*killed and reaped"):
         tool.fork()
-    assert _children(parent.host_pid) == before  # the child is gone, not even a zombie
+    assert children(parent.host_pid) == before  # the child is gone, not even a zombie
     assert tool("v * 6").text == "42"  # the parent lives on
     zygote = tool.session.tree.zygote
     tool.close()
