@@ -97,7 +97,8 @@ def format_result(text: str) -> str:
     return f"{RESULT_OPEN}\n{text}\n{RESULT_CLOSE}"
 
 
-_BRACE = re.compile(r"[{}]")
+BRACE = re.compile(r"[{}]")
+"""One brace, either side (the brace scanners here and in :mod:`arpo_env.rewards`)."""
 _BOX = "\\boxed"
 
 
@@ -118,7 +119,7 @@ def scan_boxes(text: str) -> BoxScan:
     stack: list[int] = []
     best: tuple[int, int] | None = None
     steps = 0
-    for m in _BRACE.finditer(text):
+    for m in BRACE.finditer(text):
         steps += 1
         i = m.start()
         if m.group() == "{":

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arpo_env.parsing import RESULT_CLOSE, RESULT_OPEN
+from arpo_env.parsing import BRACE, RESULT_CLOSE, RESULT_OPEN
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -50,23 +50,27 @@ def exact_match(prediction: str, gold: str | Sequence[str]) -> float:
     return float(any(p == normalize_answer(g) for g in _golds(gold)))
 
 
-def _f1_single(prediction: str, gold: str) -> float:
-    p, g = normalize_answer(prediction), normalize_answer(gold)
-    if (p in _SPECIAL or g in _SPECIAL) and p != g:
-        return 0.0
-    p_tok, g_tok = p.split(), g.split()
-    common = Counter(p_tok) & Counter(g_tok)
-    same = sum(common.values())
+def token_f1(prediction: str, gold: str) -> float:
+    """F1 of the whitespace tokens of two already-normalised strings (shared tokens counted with
+    multiplicity; 0 when none are shared)."""
+    p_tok, g_tok = prediction.split(), gold.split()
+    same = sum((Counter(p_tok) & Counter(g_tok)).values())
     if same == 0:
         return 0.0
     precision, recall = same / len(p_tok), same / len(g_tok)
     return 2 * precision * recall / (precision + recall)
 
 
+def _f1_single(prediction: str, gold: str) -> float:
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    if (p in _SPECIAL or g in _SPECIAL) and p != g:
+        return 0.0
+    return token_f1(p, g)
+
+
 def f1_score(prediction: str, gold: str | Sequence[str]) -> float:
     """Token-level F1, max over golds (0.0 for an empty gold list)."""
     return max((_f1_single(prediction, g) for g in _golds(gold)), default=0.0)
-
 
 
 @dataclass(frozen=True)
@@ -139,15 +143,12 @@ def arpo_box(answer: str) -> str | None:
     if idx < 0:
         return None  # ARPO then tries \\fbox, which it rejects as well
     depth = 0
-    for m in _BRACE.finditer(answer, idx):
+    for m in BRACE.finditer(answer, idx):
         depth += 1 if m.group() == "{" else -1
         if m.group() == "}" and depth == 0:
             box = answer[idx:m.end()]
             return box[len("\\boxed{"):-1] if box.startswith("\\boxed{") else None
     return None
-
-
-_BRACE = re.compile(r"[{}]")
 
 
 def arpo_score(

@@ -22,13 +22,12 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from arpo_env.extras import require
 from arpo_env.rewards import exact_match as _em
 from arpo_env.rewards import f1_score as _f1
-from arpo_env.rewards import normalize_answer
+from arpo_env.rewards import normalize_answer, token_f1
 
 Gold = str | Sequence[str]
 
@@ -158,15 +157,6 @@ def _arpo_norm(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", str(text).lower().strip()).split())
 
 
-def _arpo_f1_single(pred: str, ref: str) -> float:
-    p_tok, r_tok = pred.split(), ref.split()
-    same = sum((Counter(p_tok) & Counter(r_tok)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p_tok), same / len(r_tok)
-    return 2 * precision * recall / (precision + recall)
-
-
 def arpo_eval_f1(prediction: str | None, gold: Gold) -> float:
     """The F1 of ARPO's evaluation code (``evaluation/src/metrics.py::evaluate_qa_prediction``), which
     produced its published QA numbers: :func:`_arpo_norm` (punctuation kept) and no ``yes``/``no`` rule;
@@ -174,7 +164,7 @@ def arpo_eval_f1(prediction: str | None, gold: Gold) -> float:
     if not prediction:
         return 0.0
     p = _arpo_norm(prediction)
-    return max((_arpo_f1_single(p, _arpo_norm(r)) for r in _arpo_golds(gold)), default=0.0)
+    return max((token_f1(p, _arpo_norm(r)) for r in _arpo_golds(gold)), default=0.0)
 
 
 def arpo_eval_em(prediction: str | None, gold: Gold) -> float:
