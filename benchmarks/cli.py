@@ -45,6 +45,10 @@ def check_server(base_url: str, flag: str = "--base-url") -> None:
     import urllib.error
     import urllib.request
 
+    if "," in base_url:  # a pool (the openai backend's URL1,URL2): every member must answer
+        for url in [u.strip() for u in base_url.split(",") if u.strip()]:
+            check_server(url, flag)
+        return
     try:
         urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=10).close()
     except urllib.error.HTTPError:
