@@ -191,7 +191,7 @@ class ProcessWorker:
                  threads: int = 4, call_timeout: float = 300.0, start_method: str = "spawn",
                  imports: tuple[str, ...] = ()):
         self.owner, self.call_timeout = owner, call_timeout
-        ctx = mp.get_context(start_method)
+        ctx: Any = mp.get_context(start_method)
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, owner, env_id, env_kwargs, threads, imports),
                                    name=f"arpo-env-worker-{owner[1]}", daemon=True)

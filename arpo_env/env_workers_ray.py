@@ -56,7 +56,8 @@ class RayWorker:
                                "(or ray.init(address='auto') on a cluster)")
         node = node_id or ray.get_runtime_context().get_node_id()
         actor_cls = ray.remote(_Host)
-        self.owner, self.call_timeout, self.dead = owner, call_timeout, None
+        self.owner, self.call_timeout = owner, call_timeout
+        self.dead: str | None = None
         self.actor = actor_cls.options(
             num_cpus=num_cpus, max_concurrency=max(1, threads), max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),

@@ -298,13 +298,13 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
 def _run_locked(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None,
                 on_row: Callable[[dict[str, Any]], None] | None, benches: list[Benchmark],
                 samples: dict[str, list[Task]], meta: dict[str, Any]) -> dict[str, Any]:
-    work = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
-            for a in range(cfg.attempts)]
+    items = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
+             for a in range(cfg.attempts)]
     if cfg.shard is not None:
-        work = _shard_work(cfg, meta, work)
+        items = _shard_work(cfg, meta, items)
     done = prepare_folder(cfg, meta)
-    todo = [it for it in work if (it.bench.name, it.sample.id, it.attempt) not in done]
-    skipped = len(work) - len(todo)
+    todo = [it for it in items if (it.bench.name, it.sample.id, it.attempt) not in done]
+    skipped = len(items) - len(todo)
     batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]
     counts = {"done": 0, "errors": 0, "judge_unparsed": 0}
     t0 = time.perf_counter()

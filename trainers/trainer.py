@@ -411,9 +411,9 @@ class Trainer:
         """Close the agent's tool workers and release the output folder's lock (idempotent)."""
         try:
             self.agent.close()
-            if getattr(self, "env_pool", None) is not None:
-                self.env_pool.close()
-                self.env_pool = None
+            pool, self.env_pool = getattr(self, "env_pool", None), None
+            if pool is not None:
+                pool.close()
         finally:
             self._lock.release()
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from arpo_env.env_workers import EnvWorkerPool, ForeignHandleError
 from arpo_env.agents import Agent
+from arpo_env.env_workers import EnvWorkerPool, ForeignHandleError
 from arpo_env.trainers.arpo_rollout import ARPORollout, BranchingConfig
 from tests.helpers import tier_support
 from tests.helpers.arpo_test_doubles import CharTokenizer, ScriptedBackend, calculator_script
@@ -107,3 +107,14 @@ def test_the_rollout_resamples_the_trees_of_a_worker_that_died(tmp_path):
 def agent_params():
     from arpo_env.agent import SamplingParams
     return SamplingParams(temperature=1.0, max_new_tokens=200)
+
+
+def test_calls_to_envs_of_one_worker_run_concurrently():
+    with EnvWorkerPool("test/Barrier-v0", workers=1, threads=2, imports=("tests.helpers.worker_envs",)) as pool:
+        a, b = pool.make(), pool.make()
+        assert a.handle.worker == b.handle.worker
+        for env in (a, b):
+            env.reset(options=TASK)
+        with ThreadPoolExecutor(2) as ex:
+            outs = list(ex.map(lambda e: e.step("BARRIER")[0], (a, b)))
+        assert outs == ["together", "together"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arpo_env.benchmarks.leaderboard import build_table, render
+from arpo_env.benchmarks.leaderboard import build_table
 from arpo_env.benchmarks.oracle import OracleAgent
 from arpo_env.benchmarks.results import read_rows
 from arpo_env.benchmarks.runner import EvalConfig, SettingsChanged, run_eval
