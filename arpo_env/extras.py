@@ -32,6 +32,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "transformers", "safetensors", "peft", "tensorboard", "pyarrow"),
     "bench": ("math_verify", "matplotlib"),
     "vllm": ("vllm",),
+    "ray": ("ray",),
 }
 
 

@@ -45,6 +45,10 @@ def check_server(base_url: str, flag: str = "--base-url") -> None:
     import urllib.error
     import urllib.request
 
+    if "," in base_url:  # a pool (the openai backend's URL1,URL2): every member must answer
+        for url in [u.strip() for u in base_url.split(",") if u.strip()]:
+            check_server(url, flag)
+        return
     try:
         urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=10).close()
     except urllib.error.HTTPError:
@@ -103,6 +107,8 @@ def eval_command(
     force: bool = typer.Option(False, "--force", help="Continue although settings changed (recorded)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-run episodes that ended in an error."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run only shard i (0-based) of n of the work list, "
+                                        "into its own --out; `arpo leaderboard` merges the shard folders."),
 ) -> None:
     """Evaluate a model on benchmarks; resumes when OUT already holds part of the same run."""
     from arpo_env.agent import SamplingParams
@@ -112,6 +118,9 @@ def eval_command(
     from arpo_env.folder_lock import FolderBusy, FolderLock
 
     import_modules(imports or [], "--imports")
+    if shard is not None:
+        from arpo_env.benchmarks.shards import ShardSpec
+        ShardSpec.parse(shard)
     check_agent_args(backend, model, base_url)
     if judge:
         check_agent_args(judge_backend, judge, base_url, flags=("--judge-backend", "--judge"))
@@ -137,7 +146,7 @@ def eval_command(
                      backend=backend, method=method, limit=limit, attempts=attempts, sampling=sampling, seed=seed,
                      env=env, env_kwargs=_parse_kv(set_, env_kwargs), data_dir=data_dir, concurrency=concurrency,
                      workers=workers, judge=judge, new_run=new_run, force=force, retry_errors=retry_errors,
-                     progress=not no_progress)
+                     progress=not no_progress, shard=shard)
     try:  # taken before the model loads, so a second run on OUT fails at once
         lock = FolderLock(out, "arpo eval", hint="--out")
     except FolderBusy as exc:
@@ -159,7 +168,7 @@ def eval_command(
                    err=True)
     from arpo_env.benchmarks.leaderboard import build_table, render
 
-    typer.echo(render(build_table([out]), "md"))
+    typer.echo(render(build_table([out], allow_incomplete=shard is not None), "md"))  # one shard: its part
 
 
 def leaderboard_command(
@@ -169,11 +178,16 @@ def leaderboard_command(
     published: bool = typer.Option(False, "--published", help="Add the published ARPO/AEPO rows (ARPO.md s.7)."),
     plots: Optional[str] = typer.Option(None, help="Folder for PNG plots (score per benchmark; score vs tool calls)."),
     pass_k: Optional[int] = typer.Option(None, "--pass-k", help="Also report pass@k (k <= attempts)."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Show a run whose shards are missing "
+                                          "or incomplete (with a warning) instead of refusing."),
 ) -> None:
-    """Build a leaderboard table (mean +- standard error, average, mean tool calls) from result folders."""
+    """Build a leaderboard table (mean +- standard error, average, mean tool calls) from result folders;
+    the shard folders of one `arpo eval --shard` run (or their parent folder) are merged into one row."""
     from arpo_env.benchmarks.leaderboard import build_table, render
 
-    table = build_table(folders, published=published, pass_k=pass_k)
+    table = build_table(folders, published=published, pass_k=pass_k, allow_incomplete=allow_incomplete)
+    for problem in table.problems:
+        typer.echo(f"warning: {problem}", err=True)
     if format == "html":
         from arpo_env.benchmarks.html_report import html_page
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from arpo_env.benchmarks.metrics import SCORERS, mean_and_se, pass_at_k
-from arpo_env.benchmarks.results import load_folder
 
 
 @dataclass
@@ -65,6 +64,8 @@ class Table:
     columns: list[str]
     rows: list[Row]
     pass_k: int | None = None
+    problems: list[str] = field(default_factory=list)
+    """Incomplete shard sets shown anyway (``allow_incomplete``); empty otherwise."""
 
 
 def _published(values: dict[str, float], qa_metric: str = "arpo_f1", other: str = "arpo_judge") -> dict[str, Cell]:
@@ -136,13 +137,19 @@ def _column_order(names: set[str]) -> list[str]:
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 
-def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: int | None = None) -> Table:
-    """Aggregate result folders (see the module docstring)."""
+def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: int | None = None,
+                allow_incomplete: bool = False) -> Table:
+    """Aggregate result folders (see the module docstring). Shard folders of one run (or a parent folder of
+    them) are merged first (:func:`arpo_env.benchmarks.shards.merge_sources`: an overlap, a missing shard or
+    missing items raise ``ShardSetError``; with ``allow_incomplete`` they are listed in ``Table.problems``)."""
+    from arpo_env.benchmarks.shards import merge_sources
     targets = {b: c.metric for r in PUBLISHED for b, c in r.cells.items()} if published else {}
     rows: dict[tuple[str, str], Row] = {}
     calls: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for folder in folders:
-        meta, results = load_folder(folder)
+    problems: list[str] = []
+    for source in merge_sources(folders, allow_incomplete):
+        folder, meta, results = source.label, source.meta, source.rows
+        problems += source.problems
         key = (agent_label(meta), str(meta.get("method", "base")))
         row = rows.setdefault(key, Row(*key))
         row.sources.append(str(folder))
@@ -179,7 +186,7 @@ def build_table(folders: Sequence[str | Path], published: bool = False, pass_k: 
         for cell in row.cells.values():
             cell.metric = cell.metric or "?"
     columns = _column_order({b for r in out for b in r.cells})
-    return Table(columns, out, pass_k)
+    return Table(columns, out, pass_k, problems)
 
 
 def _title(name: str) -> str:

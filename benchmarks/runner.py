@@ -13,7 +13,9 @@ backends). Rows of a batch are written when the batch finishes. Errors in a batc
 episode at a time; an episode that still fails is recorded with its error (and re-run on resume only
 with ``retry_errors``). One run writes a folder at a time: it holds the folder's lock
 (:mod:`arpo_env.folder_lock`) and another run on it stops with :class:`~arpo_env.folder_lock.FolderBusy`.
-Not covered: distributing across machines (run one folder per shard).
+Sharding (``shard="i/n"``, :mod:`arpo_env.benchmarks.shards`): the run takes only its part of the full work
+list and records the shard spec and the run's fingerprint; resume works per shard folder, and a folder
+made with another shard spec is a settings change. ``arpo leaderboard`` merges the shard folders.
 """
 from __future__ import annotations
 
@@ -106,6 +108,8 @@ class EvalConfig:
     """On resume, re-run episodes whose row recorded an error."""
     progress: bool = True
     """Show a progress bar with rate and ETA."""
+    shard: str | None = None
+    """``"i/n"``: run only shard i (0-based) of n of the work list (:mod:`arpo_env.benchmarks.shards`)."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.concurrency < 1 or self.workers < 1:
@@ -195,6 +199,21 @@ def prepare_folder(cfg: EvalConfig, meta: dict[str, Any]) -> set:
     return {row_key(r) for r in rows if not (cfg.retry_errors and r.get("error"))}
 
 
+def _shard_work(cfg: EvalConfig, meta: dict[str, Any], work: list[Item]) -> list[Item]:
+    """This shard's items; records the shard in ``meta`` and ``shard.json``; refuses another shard's folder."""
+    from arpo_env.benchmarks.shards import ShardSpec, record_shard
+
+    spec = ShardSpec.parse(str(cfg.shard))
+    old = (read_metadata(cfg.out) or {}).get("shard")
+    if old is not None and not cfg.new_run and (old.get("index"), old.get("count")) != (spec.index, spec.count):
+        diff = f"shard: {old.get('index')}/{old.get('count')} -> {spec}"
+        if not cfg.force:
+            raise SettingsChanged(Path(cfg.out), [diff])
+    mine = spec.select(work)
+    record_shard(cfg.out, meta, spec, [(it.bench.name, str(it.sample.id), it.attempt) for it in mine], len(work))
+    return mine
+
+
 class SettingsChanged(RuntimeError):
     """The folder holds a run made with other settings."""
 
@@ -279,10 +298,13 @@ def run_eval(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None = None,
 def _run_locked(cfg: EvalConfig, agent: Agent, judge: LLMJudge | None,
                 on_row: Callable[[dict[str, Any]], None] | None, benches: list[Benchmark],
                 samples: dict[str, list[Task]], meta: dict[str, Any]) -> dict[str, Any]:
+    items = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
+             for a in range(cfg.attempts)]
+    if cfg.shard is not None:
+        items = _shard_work(cfg, meta, items)
     done = prepare_folder(cfg, meta)
-    todo = [Item(b, s, a, item_seed(cfg.seed, b.name, str(s.id), a)) for b in benches for s in samples[b.name]
-            for a in range(cfg.attempts) if (b.name, s.id, a) not in done]
-    skipped = sum(len(v) for v in samples.values()) * cfg.attempts - len(todo)
+    todo = [it for it in items if (it.bench.name, it.sample.id, it.attempt) not in done]
+    skipped = len(items) - len(todo)
     batches = [todo[i:i + cfg.concurrency] for i in range(0, len(todo), cfg.concurrency)]
     counts = {"done": 0, "errors": 0, "judge_unparsed": 0}
     t0 = time.perf_counter()

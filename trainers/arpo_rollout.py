@@ -27,6 +27,11 @@ AEPO dynamic split: a probe (one trajectory per prompt, two rounds, no branching
 first segment) and H_tool (the segment after its first tool result, H_root if none), then
 N = clamp(floor(M * sigmoid(s * (H_root - H_tool))) + 1, 1, M); the probe is kept as one of the N.
 
+Env workers (:mod:`arpo_env.env_workers`): when the worker owning a prompt's envs dies (``WorkerDied``
+from a reset or fork, or a proxy whose step reported ``died``), that prompt's whole tree is dropped, its envs
+closed, and its N initial trajectories sampled again (``RolloutStats.resampled``); at most
+``MAX_RESAMPLES`` times per call, then ``RuntimeError``.
+
 Not covered: branching on anything but tool calls; async/streaming rollouts (rounds are lockstep).
 """
 from __future__ import annotations
@@ -41,6 +46,7 @@ import numpy as np
 
 from arpo_env.agent import RoundAgent, S, SamplingParams
 from arpo_env.env import TextEnv
+from arpo_env.env_workers import WorkerDied
 from arpo_env.task import Task
 from arpo_env.trainers.config import BranchingConfig
 from arpo_env.trainers.tree import BranchEvent, RolloutTree
@@ -93,6 +99,8 @@ class RolloutStats:
     tool_seconds: float = 0.0
     generated_tokens: int = 0
     """Tokens the backend generated (each once: shared prefixes are generated once)."""
+    resampled: int = 0
+    """Prompt trees dropped and sampled again because their env worker died."""
 
 
 @dataclass
@@ -130,6 +138,9 @@ class ARPORollout(Generic[S]):
         self.vocab_size = vocab_size  # |V| for the ``compat`` entropy measure
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
+    MAX_RESAMPLES = 8
+    """Trees re-sampled after env-worker deaths per :meth:`run` before giving up."""
+
     # ----- pieces ----------------------------------------------------------------------------------------
     def _start(self, group: _Group[S], count: int, stats: RolloutStats) -> list[S]:
         new = []
@@ -139,6 +150,43 @@ class ARPORollout(Generic[S]):
             new.append(state)
         stats.trajectories_started += count
         return new
+
+    def _start_or_resample(self, group: _Group[S], count: int, stats: RolloutStats,
+                           groups: Sequence[_Group[S]]) -> None:
+        try:
+            self._start(group, count, stats)
+        except WorkerDied:
+            self._resample(groups, stats, force=group)
+
+    @staticmethod
+    def _lost(group: _Group[S]) -> bool:
+        """An env of the group's tree died with its worker (an active one, or one whose step it broke)."""
+        return any(getattr(s.env, "died", None) is not None or (not s.done and getattr(s.env, "lost", False))
+                   for s in group.states)
+
+    def _resample(self, groups: Sequence[_Group[S]], stats: RolloutStats, force: _Group[S] | None = None) -> None:
+        """Drop and re-sample every tree that lost an env worker (and ``force``), retrying bounded times."""
+        while True:
+            hit = [g for g in groups if g is force or self._lost(g)]
+            if not hit:
+                return
+            for g in hit:
+                if stats.resampled >= self.MAX_RESAMPLES:
+                    raise RuntimeError(f"env workers died {stats.resampled} times in one rollout; giving up")
+                stats.resampled += 1
+                for s in g.states:
+                    try:
+                        s.env.close()
+                    except Exception:  # noqa: BLE001 - a dead env's close must not stop the re-sampling
+                        pass
+                g.states, g.events, g.h_initial, g.streak = [], [], {}, 0
+            force = None
+            for g in hit:
+                try:
+                    self._start(g, g.target_n, stats)
+                except WorkerDied:
+                    force = g
+                    break
 
     def _h(self, state: S) -> float:
         gen = state.last_generation
@@ -172,7 +220,7 @@ class ARPORollout(Generic[S]):
         for g in groups:
             if not g.target_n:
                 g.target_n = cfg.initial_rollouts if branching else m
-            self._start(g, g.target_n - len(g.states), stats)
+            self._start_or_resample(g, g.target_n - len(g.states), stats, groups)
             stats.initial_n.append(g.target_n)
 
         try:
@@ -180,20 +228,26 @@ class ARPORollout(Generic[S]):
                 for g in groups:  # budget fill: all missing slots of a finished prompt in the same round
                     if len(g.states) < m and all(s.done for s in g.states):
                         stats.topups += m - len(g.states)
-                        self._start(g, m - len(g.states), stats)
+                        self._start_or_resample(g, m - len(g.states), stats, groups)
                 owners = [(g, s) for g in groups for s in g.states if not s.done]
                 if not owners:
                     break
                 self._round([s for _, s in owners], params, stats)
+                self._resample(groups, stats)
                 grew: set[int] = set()
                 for g, s in owners:
+                    if not any(x is s for x in g.states):  # its tree was re-sampled
+                        continue
                     h = self._h(s)
                     if s.id not in g.h_initial:
                         g.h_initial[s.id] = h
                     turn = s.last_turn  # the env's own fact: this round's turn counted as a tool call
                     if branching and turn is not None and turn.is_tool_call and not s.done:
-                        if self._try_branch(g, s, h, stats):
-                            grew.add(id(g))
+                        try:
+                            if self._try_branch(g, s, h, stats):
+                                grew.add(id(g))
+                        except WorkerDied:
+                            self._resample(groups, stats, force=g)
                 for g in groups:
                     g.streak = g.streak + 1 if id(g) in grew else 0
             trees = []

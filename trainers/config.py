@@ -165,6 +165,14 @@ class TrainConfig:
     """Rows the ``hf`` backend decodes together."""
     tool_workers: int = 16
     """Threads stepping environments (tool calls of one round run in parallel)."""
+    env_workers: int = 0
+    """Env worker processes owning the episode envs and their forks (:mod:`arpo_env.env_workers`); 0 keeps
+    every env in the trainer's process. A worker that dies has its prompts' trees re-sampled."""
+    env_worker_backend: str = "process"
+    """``process`` (stdlib multiprocessing on this machine) or ``ray`` (Ray actors pinned to this node;
+    needs ``pip install 'arpo-env[ray]'`` and a running or local Ray)."""
+    env_worker_threads: int = 4
+    """Threads per env worker serving its envs' calls concurrently."""
 
     # ----- AEPO loss options (ARPO.md section 6; the rollout ones are in ``rollout``) ---------------------
     entropy_balanced_clip: bool = False

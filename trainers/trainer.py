@@ -39,6 +39,7 @@ except ModuleNotFoundError as exc:  # one line naming the extra instead of a tra
 
 from arpo_env.agent import SamplingParams
 from arpo_env.env import TextEnv
+from arpo_env.env_workers import EnvWorkerPool
 from arpo_env.task import Task
 from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
 from arpo_env.trainers.arpo_rollout import ARPORollout, RolloutBatch
@@ -68,6 +69,21 @@ def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
         if cfg.tokenizer:
             tok = load_tokenizer(cfg.tokenizer)
     return model.to(device), tok
+
+
+def make_env_pool(cfg: TrainConfig) -> EnvWorkerPool | None:
+    """The env worker pool of ``cfg.env_workers`` workers (``None`` for 0: envs in this process)."""
+    if cfg.env_workers <= 0:
+        return None
+    if cfg.env_worker_backend not in ("process", "ray"):
+        raise ValueError(f"env_worker_backend must be 'process' or 'ray', got {cfg.env_worker_backend!r}")
+    factory = None
+    if cfg.env_worker_backend == "ray":
+        from arpo_env.env_workers_ray import ray_worker_factory
+        factory = ray_worker_factory(cfg.env_id, dict(cfg.env_kwargs), threads=cfg.env_worker_threads,
+                                     imports=tuple(cfg.imports))
+    return EnvWorkerPool(cfg.env_id, dict(cfg.env_kwargs), workers=cfg.env_workers,
+                         threads=cfg.env_worker_threads, imports=tuple(cfg.imports), worker_factory=factory)
 
 
 class Trainer:
@@ -145,6 +161,9 @@ class Trainer:
         self.branch_rng = np.random.default_rng([cfg.seed, 1])
         env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
         self.make_env: Callable[[], TextEnv] = lambda: arpo_env.make(env_id, **env_kwargs)
+        self.env_pool = make_env_pool(cfg)
+        if self.env_pool is not None:
+            self.make_env = self.env_pool.make
         self.rollout: ARPORollout[RolloutState] = ARPORollout(self.agent, cfg.rollout, self.make_env,
                                                               self.branch_rng, vocab_size=len(tokenizer))
         self.tasks = make_task_stream(cfg)
@@ -392,6 +411,9 @@ class Trainer:
         """Close the agent's tool workers and release the output folder's lock (idempotent)."""
         try:
             self.agent.close()
+            pool, self.env_pool = getattr(self, "env_pool", None), None
+            if pool is not None:
+                pool.close()
         finally:
             self._lock.release()
 

@@ -16,11 +16,18 @@ unless the server runs with another ``logprobs_mode``). A trainer should recompu
 Finish reason: ``length`` as reported; ``stop`` when the server names a stop string (``stop_reason``) or
 one is found at the end of the text; otherwise ``eos`` (the server stopped on an end-of-sequence token).
 
-Not covered: chat completions, streaming, ``n > 1``.
+Server pool: ``base_url`` may list several servers separated by commas (``URL1,URL2``, e.g. one ``vllm serve``
+per GPU); each request goes to the server with the fewest requests in flight from this backend (ties: round
+robin). ``requests_per_server`` counts what each got. The model name is read from the first server.
+
+Not covered: chat completions, streaming, ``n > 1``, health checks or retries of a pool member that fails
+(its requests raise as with one server).
 """
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +47,7 @@ class OpenAIBackendConfig:
     """Settings of :class:`OpenAIBackend`."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
-    """Server root including ``/v1``."""
+    """Server root including ``/v1``; several separated by commas form a pool (least requests in flight)."""
     api_key: str | None = None
     """Sent as a bearer token when set."""
     timeout: float = 600.0
@@ -75,9 +82,15 @@ class OpenAIBackend:
         self.tokenizer = tokenizer
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
         limits = httpx.Limits(max_connections=self.config.max_concurrency)
-        self._client = httpx.Client(base_url=self.config.base_url.rstrip("/"), headers=headers,
-                                    timeout=self.config.timeout, limits=limits,
-                                    transport=DeadlineTransport(limits=limits))
+        self.base_urls = split_base_urls(self.config.base_url)
+        self._clients = [httpx.Client(base_url=url, headers=headers, timeout=self.config.timeout, limits=limits,
+                                      transport=DeadlineTransport(limits=limits)) for url in self.base_urls]
+        self._client = self._clients[0]
+        self._in_flight = [0] * len(self._clients)
+        self.requests_per_server = [0] * len(self._clients)
+        """Requests sent to each server of ``base_urls`` so far."""
+        self._pick_lock = threading.Lock()
+        self._turn = itertools.count()
         if self.model is None:
             self.model = self._served_model()
 
@@ -91,7 +104,18 @@ class OpenAIBackend:
         return data[0]["id"]
 
     def close(self) -> None:
-        self._client.close()
+        for client in self._clients:
+            client.close()
+
+    def _pick(self) -> int:
+        """The pool member with the fewest requests in flight (ties: round robin); counted as busy."""
+        with self._pick_lock:
+            n = len(self._clients)
+            start = next(self._turn) % n
+            i = min(((start + k) % n for k in range(n)), key=lambda j: self._in_flight[j])
+            self._in_flight[i] += 1
+            self.requests_per_server[i] += 1
+            return i
 
     def generate(self, contexts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
         """One request per context, concurrently; results in order."""
@@ -117,8 +141,13 @@ class OpenAIBackend:
         return body
 
     def _one(self, context: list[int], params: SamplingParams) -> Generation:
-        with total_deadline(self.config.timeout):
-            resp = self._client.post("/completions", json=self._body(context, params))
+        i = self._pick()
+        try:
+            with total_deadline(self.config.timeout):
+                resp = self._clients[i].post("/completions", json=self._body(context, params))
+        finally:
+            with self._pick_lock:
+                self._in_flight[i] -= 1
         if resp.status_code >= 400:
             raise RuntimeError(f"completions request failed ({resp.status_code}): {resp.text[:500]}")
         choice = resp.json()["choices"][0]
@@ -156,6 +185,14 @@ class OpenAIBackend:
         raise TokenIdsUnavailable(
             f"the server returned the token {token!r} without its id; use a server that supports "
             "return_tokens_as_token_ids (vllm serve, SGLang) or pass the model's tokenizer")
+
+
+def split_base_urls(base_url: str) -> list[str]:
+    """The server roots of ``URL1,URL2,...`` (trailing ``/`` dropped); at least one, or ``ValueError``."""
+    urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"base_url names no server: {base_url!r}; e.g. http://127.0.0.1:8000/v1")
+    return urls
 
 
 def topk_entropy(logprobs: Any) -> float:
