@@ -43,7 +43,8 @@ class SFTConfig:
     min_score: float = 1.0
     """Rejection-sampling threshold for ``arpo eval`` folders."""
     model: str | None = None
-    """Local path or hub id; ``None`` the embedded SmolLM2-135M-Instruct; ``tiny`` a random tiny Llama."""
+    """Local path or hub id; ``None`` the raw embedded SmolLM2-135M-Instruct (without the shipped adapter);
+    ``tiny`` a random tiny Llama."""
     lora: bool = True
     """Train LoRA adapters (peft) instead of all weights (``--no-lora``: full fine-tuning)."""
     lora_r: int = 16
@@ -136,7 +137,7 @@ def _load(cfg: SFTConfig) -> tuple[Any, Any]:
     else:
         from arpo_env.agents.models import load_model_and_tokenizer
         model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if not torch.cuda.is_available() else None,
-                                              dtype=torch.float32)
+                                              dtype=torch.float32, base_only=True)  # SFT starts from the raw model
     if cfg.lora:
         from peft import LoraConfig, get_peft_model
         targets: Any = cfg.lora_target_modules
