@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from arpo_env.trainers.sft_data import Example
+
+Turns = Generator[str, "str | None", None]
+"""A teacher: yields actions, receives each observation."""
 
 THINK = {
     "calc": ["I will compute {q} with the calculator.", "Let me use the calculator for this expression.",
@@ -78,7 +81,7 @@ def _pick(rng: np.random.Generator, key: str, **kw: str) -> str:
     return opts[int(rng.integers(len(opts)))].format(**kw)
 
 
-def _calc(task: Any, rng: np.random.Generator) -> Iterator[str]:
+def _calc(task: Any, rng: np.random.Generator) -> Turns:
     e = task.metadata["expression"]
     obs = yield f"<think>{_pick(rng, 'calc', q=task.question, e=e)}</think>\n<calculator>{e}</calculator>"
     a = _result(obs)
@@ -100,7 +103,7 @@ def _python_code(task: Any) -> tuple[str, str]:
     return (f"n = {nums[0]}\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(n)"), "print(a)"
 
 
-def _python(task: Any, rng: np.random.Generator) -> Iterator[str]:
+def _python(task: Any, rng: np.random.Generator) -> Turns:
     c1, c2 = _python_code(task)
     yield f"<think>{_pick(rng, 'py1')}</think>\n<python>\n{c1}\n</python>"
     obs = yield f"<think>{_pick(rng, 'py2')}</think>\n<python>\n{c2}\n</python>"
@@ -108,7 +111,7 @@ def _python(task: Any, rng: np.random.Generator) -> Iterator[str]:
     yield f"<think>{_pick(rng, 'answer', a=a)}</think>\n<answer>\\boxed{{{a}}}</answer>"
 
 
-def _search(task: Any, rng: np.random.Generator) -> Iterator[str]:
+def _search(task: Any, rng: np.random.Generator) -> Turns:
     t = task.metadata["title"]
     if rng.random() < 0.3:
         yield f"<think>{_pick(rng, 'search', t='the question')}</think>\n<search>{task.question}</search>"
@@ -138,7 +141,7 @@ def corpus_tasks() -> list[Any]:
     return out
 
 
-TEACHERS: dict[str, Callable[[Any, np.random.Generator], Iterator[str]]] = {
+TEACHERS: dict[str, Callable[[Any, np.random.Generator], Turns]] = {
     "arpo/Calculator-v0": _calc, "arpo/Python-v0": _python, "arpo/Search-v0": _search,
     "arpo/MultiTool-v0": _search,
 }
