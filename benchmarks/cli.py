@@ -109,6 +109,7 @@ def eval_command(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/n: run only shard i (0-based) of n of the work list, "
                                         "into its own --out; `arpo leaderboard` merges the shard folders."),
+    base_only: bool = typer.Option(False, "--base-only", help="The embedded model without its shipped tool-use adapter."),
 ) -> None:
     """Evaluate a model on benchmarks; resumes when OUT already holds part of the same run."""
     from arpo_env.agent import SamplingParams
@@ -153,7 +154,9 @@ def eval_command(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     try:
-        agent = load_agent(backend=backend, model=model, **(agent_kw if backend == "openai" else {}))
+        if base_only and backend == "hf":
+            agent_kw["base_only"] = True
+        agent = load_agent(backend=backend, model=model, **(agent_kw if backend in ("openai", "hf") else {}))
         judge_obj = load_judge(judge, judge_backend, max_new_tokens=judge_max_tokens) if judge else None
         summary = run_eval(cfg, agent, judge_obj, lock=lock)
     except SettingsChanged as exc:
@@ -242,13 +245,14 @@ def demo_command(
     backend: str = typer.Option("hf", help="Agent backend."),
     max_new_tokens: int = typer.Option(192, help="Per model turn (small, for a laptop CPU)."),
     max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
+    base_only: bool = typer.Option(False, "--base-only", help="Only the raw embedded model (no fine-tuned row)."),
 ) -> None:
     """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""
     from arpo_env.benchmarks.demo import run_demo
 
     check_agent_args(backend, model)
     run_demo(out=out, limit=limit, benchmarks=benchmarks.split(","), model=model, backend=backend,
-             max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens)
+             max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens, base_only=base_only)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,8 +42,13 @@ def _install_hint(env_id: str) -> str:
 
 def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] = ("gsm8k", "hotpotqa_offline"),
              model: str | None = None, backend: str = "hf", max_new_tokens: int = 192,
-             max_response_tokens: int = 512, concurrency: int = 4, progress: bool = True) -> str:
-    """Run the demo; returns (and prints) the Markdown leaderboard."""
+             max_response_tokens: int = 512, concurrency: int = 4, progress: bool = True,
+             base_only: bool = False) -> str:
+    """Run the demo; returns (and prints) the Markdown leaderboard.
+
+    With the embedded model (``model=None``, backend ``hf``) and a shipped tool-use adapter, two rows are
+    played: the fine-tuned default (method ``sft``, folder ``out``) and the raw model (method ``base``,
+    folder ``out-base``); ``base_only`` plays the raw model alone."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -58,7 +63,13 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
     console.print(f"[bold]arpo demo[/]: {backend} model {model or 'SmolLM2-135M-Instruct (embedded)'} on "
                   f"{limit} samples of {', '.join(benchmarks)}, offline")
     kw = {"max_response_tokens": max_response_tokens} if backend != "oracle" else {}
-    agent = load_agent(backend=backend, model=model, **kw)
+    rows: list[tuple[str, str, dict]] = [(out, "demo", kw)]
+    if model is None and backend == "hf":
+        from arpo_env.agents.models import default_adapter
+        if base_only or default_adapter() is None:
+            rows = [(out, "base", {**kw, "base_only": True})]
+        else:
+            rows = [(out, "sft", kw), (f"{out}-base", "base", {**kw, "base_only": True})]
     sampling = SamplingParams(max_new_tokens=max_new_tokens)
     groups: dict[str | None, list[str]] = {}
     for name in benchmarks:
@@ -70,14 +81,16 @@ def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] =
                           f"using {FALLBACK_ENV}[/]")
             groups.setdefault(FALLBACK_ENV, []).append(name)
     folders = []
-    for i, (env, names) in enumerate(groups.items()):
-        folder = out if i == 0 else f"{out}-{(env or 'default').split('/')[-1]}"
-        cfg = EvalConfig(out=folder, benchmarks=names, model=model, backend=backend, method="demo", limit=limit,
-                         sampling=sampling, env=env, concurrency=concurrency, progress=progress)
-        summary = run_eval(cfg, agent)
-        console.print(f"{folder}: {summary['done']} new, {summary['skipped']} already done, "
-                      f"{summary['errors']} errors")
-        folders.append(folder)
+    for row_out, method, row_kw in rows:
+        agent = load_agent(backend=backend, model=model, **row_kw)
+        for i, (env, names) in enumerate(groups.items()):
+            folder = row_out if i == 0 else f"{row_out}-{(env or 'default').split('/')[-1]}"
+            cfg = EvalConfig(out=folder, benchmarks=names, model=model, backend=backend, method=method,
+                             limit=limit, sampling=sampling, env=env, concurrency=concurrency, progress=progress)
+            summary = run_eval(cfg, agent)
+            console.print(f"{folder}: {summary['done']} new, {summary['skipped']} already done, "
+                          f"{summary['errors']} errors")
+            folders.append(folder)
     table = render(build_table(folders), "md")
     print(table)
     console.print(f"demo finished in {time.perf_counter() - t0:.0f} s; results in {', '.join(folders)} "

@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
     from arpo_env.trainers.show import register as register_show
 
     register_show(app)  # ``arpo show RUN --step N``: the sampled trajectories of a step
+    register_sft(app)  # ``arpo sft`` and ``arpo traces``
     @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def train(ctx: typer.Context,
               config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of TrainConfig fields."),
@@ -151,3 +152,48 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"arpo export: {exc}", err=True)
             raise typer.Exit(2) from None
         print(f"exported {info['checkpoint']} ({info['dtype']}) to {out}", flush=True)
+
+
+def register_sft(app: typer.Typer) -> None:
+    """``arpo sft`` and ``arpo traces`` (see :mod:`arpo_env.trainers.sft`, :mod:`arpo_env.trainers.traces`)."""
+
+    @app.command("sft", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def sft(ctx: typer.Context,
+            config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file of SFTConfig fields."),
+            help_config: bool = typer.Option(False, "--help-config", help="List every SFTConfig field and exit."),
+            adapter_out: Optional[str] = typer.Option(None, "--adapter-out", help="Also write the LoRA adapter (fp16) here.")
+            ) -> None:
+        """Supervised fine-tuning on tool trajectories (loss on model tokens only). Any SFTConfig field is a
+        flag, e.g. --data traces.jsonl --lora-r 8 --epochs 1."""
+        from arpo_env.trainers.sft import SFTConfig, export_adapter, run_sft
+
+        if help_config:
+            print(SFTConfig.help_text())
+            return
+        try:
+            cfg = SFTConfig.from_yaml(config, list(ctx.args)) if config else SFTConfig.from_args(list(ctx.args))
+            history = run_sft(cfg)
+        except (ValueError, FileNotFoundError) as exc:
+            typer.echo(f"arpo sft: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if history:
+            print(f"done: step {history[-1]['step']}, loss {history[-1]['loss']:.4f}; outputs in {cfg.output_dir}")
+        if adapter_out:
+            print(f"adapter written to {export_adapter(cfg.output_dir, adapter_out)}")
+
+    @app.command("traces")
+    def traces(out: str = typer.Option("traces.jsonl", "--out", "-o", help="ShareGPT JSONL to write."),
+               env: list[str] = typer.Option(["arpo/Calculator-v0=100"], "--env",
+                                             help="ENV_ID=N (repeatable): N teacher trajectories in ENV_ID."),
+               seed: int = typer.Option(0, help="Seed of tasks and wording.")) -> None:
+        """Teacher demonstrations played through the real envs, decontaminated against the benchmarks."""
+        import json
+
+        from arpo_env.trainers.traces import DecontaminationError, write_traces
+        try:
+            counts = {e.split("=")[0]: int(e.split("=")[1]) if "=" in e else 100 for e in env}
+            report = write_traces(out, counts, seed)
+        except (ValueError, DecontaminationError) as exc:
+            typer.echo(f"arpo traces: {exc}", err=True)
+            raise typer.Exit(2) from None
+        print(json.dumps(report))

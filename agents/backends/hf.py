@@ -82,13 +82,15 @@ class HFBackend:
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | None = None, device: str | None = None, dtype: Any = None,
-                        **config: Any) -> HFBackend:
+                        base_only: bool = False, **config: Any) -> HFBackend:
         """Load a local model directory (or hub id); ``None`` loads the embedded SmolLM2-135M-Instruct.
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
+        The embedded model gets the shipped tool-use adapter merged in unless ``base_only``
+        (:func:`arpo_env.agents.models.load_model_and_tokenizer`).
         """
         from arpo_env.agents.models import load_model_and_tokenizer
-        model, tokenizer = load_model_and_tokenizer(path, device=device, dtype=dtype)
+        model, tokenizer = load_model_and_tokenizer(path, device=device, dtype=dtype, base_only=base_only)
         return cls(model, tokenizer, **config)
 
     @property

@@ -1,0 +1,207 @@
+"""``arpo traces``: teacher demonstrations played through the real envs (real tool results), as ShareGPT.
+
+A programmatic teacher plays each env's own training tasks; every turn goes through ``env.step``, so the
+observations are the tools' real output and the reward is the env's own (only trajectories with reward
+> 0 are kept; the count dropped is reported). Deterministic by seed: the task of trajectory i is drawn
+by ``env.reset(seed=seed * 100003 + i)`` and the think wording by an RNG of (seed, i).
+
+Teachers:
+- ``calculator``: one ``<calculator>`` call with the task's expression, then the boxed result;
+- ``python``: two calls that reuse the session's variables (define, then compute and print), then the answer;
+- ``search`` (Search-v0 / MultiTool-v0): synthetic single-hop questions built from the bundled corpus
+  ("What is TITLE?", gold = the "is a ..." phrase of the passage's first sentence), a search for the
+  title (sometimes the question first), then the answer copied from the gold. The shipped HotpotQA
+  training questions are also the ``hotpotqa_offline`` benchmark, so they are NOT used (decontamination).
+
+Decontamination (:func:`check_decontaminated`): every question of every shipped benchmark test set
+(:func:`arpo_env.benchmarks.registry.list_benchmarks`, loaded from the shipped files) is normalised
+(lower case, alphanumerics only) and any trajectory whose question matches fails the generator.
+
+Not covered: browse demonstrations, multi-hop search teachers, GSM8K-style word problems.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arpo_env.trainers.sft_data import Example
+
+Turns = Generator[str, "str | None", None]
+"""A teacher: yields actions, receives each observation."""
+
+THINK = {
+    "calc": ["I will compute {q} with the calculator.", "Let me use the calculator for this expression.",
+             "The expression is {e}; the calculator evaluates it exactly.", "I should calculate {e} first."],
+    "answer": ["The result is {a}.", "So the answer is {a}.", "The tool gave {a}, which answers the question.",
+               "I have the answer: {a}."],
+    "py1": ["I will set up the values in Python.", "Let me write code for this.", "First define the inputs in Python."],
+    "py2": ["Now compute the answer from the variables.", "Use the variables defined above to finish.",
+            "Compute and print the result."],
+    "search": ["I need to look up {t}.", "Let me search for {t}.", "I should search the corpus for {t}.",
+               "Search for information about {t}."],
+}
+
+
+class DecontaminationError(RuntimeError):
+    """A generated question appears in a shipped benchmark test set."""
+
+
+def normalize(q: str) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", q.lower()).split())
+
+
+def benchmark_questions() -> set[str]:
+    """Normalised questions of every registered benchmark whose data is shipped (others are skipped)."""
+    from arpo_env.benchmarks.registry import list_benchmarks
+    out: set[str] = set()
+    for b in list_benchmarks():
+        try:
+            tasks = b.load()
+        except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
+            continue
+        out.update(normalize(t.question) for t in tasks)
+    return out
+
+
+def check_decontaminated(examples: list[Example], questions: set[str] | None = None) -> None:
+    """Raise :class:`DecontaminationError` listing the examples whose question is a benchmark question."""
+    questions = benchmark_questions() if questions is None else questions
+    bad = [e.user for e in examples if normalize(e.user) in questions]
+    if bad:
+        raise DecontaminationError(f"{len(bad)} generated questions are in a benchmark test set, e.g. {bad[0]!r}")
+
+
+def _pick(rng: np.random.Generator, key: str, **kw: str) -> str:
+    opts = THINK[key]
+    return opts[int(rng.integers(len(opts)))].format(**kw)
+
+
+def _calc(task: Any, rng: np.random.Generator) -> Turns:
+    e = task.metadata["expression"]
+    obs = yield f"<think>{_pick(rng, 'calc', q=task.question, e=e)}</think>\n<calculator>{e}</calculator>"
+    a = _result(obs)
+    yield f"<think>{_pick(rng, 'answer', a=a)}</think>\n<answer>\\boxed{{{a}}}</answer>"
+
+
+def _python_code(task: Any) -> tuple[str, str]:
+    nums = [int(x) for x in re.findall(r"\d+", task.question)]
+    kind = task.metadata.get("kind")
+    if kind == "digit_sum":
+        return f"import math\nn = {nums[0]}\nf = math.factorial(n)\nprint(len(str(f)))", \
+            "s = sum(int(d) for d in str(f))\nprint(s)"
+    if kind == "prime_count":
+        return (f"n = {nums[0]}\nsieve = [True] * n\nsieve[0:2] = [False, False]\n"
+                "for i in range(2, int(n ** 0.5) + 1):\n    if sieve[i]:\n"
+                "        sieve[i*i::i] = [False] * len(sieve[i*i::i])\nprint(n)"), "print(sum(sieve))"
+    if kind == "modpow":
+        return f"a, e, m = {nums[0]}, {nums[1]}, {nums[2]}\nprint(a, e, m)", "print(pow(a, e, m))"
+    return (f"n = {nums[0]}\na, b = 0, 1\nfor _ in range(n):\n    a, b = b, a + b\nprint(n)"), "print(a)"
+
+
+def _python(task: Any, rng: np.random.Generator) -> Turns:
+    c1, c2 = _python_code(task)
+    yield f"<think>{_pick(rng, 'py1')}</think>\n<python>\n{c1}\n</python>"
+    obs = yield f"<think>{_pick(rng, 'py2')}</think>\n<python>\n{c2}\n</python>"
+    a = _result(obs).splitlines()[-1].strip()
+    yield f"<think>{_pick(rng, 'answer', a=a)}</think>\n<answer>\\boxed{{{a}}}</answer>"
+
+
+def _search(task: Any, rng: np.random.Generator) -> Turns:
+    t = task.metadata["title"]
+    if rng.random() < 0.3:
+        yield f"<think>{_pick(rng, 'search', t='the question')}</think>\n<search>{task.question}</search>"
+    yield f"<think>{_pick(rng, 'search', t=t)}</think>\n<search>{t}</search>"
+    a = task.answer[0]
+    yield f"<think>The passage about {t} says it is {a}.</think>\n<answer>\\boxed{{{a}}}</answer>"
+
+
+def _result(obs: str | None) -> str:
+    text = (obs or "").replace("<result>", "").replace("</result>", "")
+    return text.strip()
+
+
+_DEF = re.compile(r"^[^.]{0,120}? (?:is|was) (an? [^,.;()]{3,60}?|the [^,.;()]{3,60}?)(?:[,.;(]| that | which | who | in | of )")
+
+
+def corpus_tasks() -> list[Any]:
+    """Synthetic "What is TITLE?" tasks from the bundled corpus (gold: the definitional phrase)."""
+    from arpo_env.envs.search.corpus import load_corpus
+    from arpo_env.task import Task
+    out = []
+    for p in load_corpus():
+        m = _DEF.match(p.text)
+        phrase = m.group(1) if m else ""
+        if m and len(p.title) < 60 and 3 <= len(phrase.split()) <= 7 and not re.search(r"[\"'\u201c]", phrase):
+            out.append(Task(f"What is {p.title}?", [phrase.strip()], id=p.id, metadata={"title": p.title}))
+    return out
+
+
+TEACHERS: dict[str, Callable[[Any, np.random.Generator], Turns]] = {
+    "arpo/Calculator-v0": _calc, "arpo/Python-v0": _python, "arpo/Search-v0": _search,
+    "arpo/MultiTool-v0": _search,
+}
+
+
+def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> tuple[list[Example], int]:
+    """``n`` teacher trajectories in ``env_id``; returns (kept examples, dropped count)."""
+    import arpo_env
+    teacher = TEACHERS.get(env_id)
+    if teacher is None:
+        raise ValueError(f"no teacher for {env_id}; choose one of {', '.join(TEACHERS)}")
+    env = arpo_env.make(env_id, **(env_kwargs or {}))
+    pool = corpus_tasks() if teacher is _search else None
+    kept, dropped = [], 0
+    try:
+        for i in range(n):
+            s = seed * 100003 + i
+            rng = np.random.default_rng([seed, i])
+            options = None
+            if pool is not None:
+                options = {"task": pool[int(np.random.default_rng([seed, i, 7]).integers(len(pool)))]}
+            _, info = env.reset(seed=s, options=options)
+            task = env.unwrapped.episode.task
+            gen = teacher(task, rng)
+            segments: list[tuple[str, bool]] = []
+            obs: str | None = None
+            reward, done = 0.0, False
+            try:
+                act = next(gen)
+                while not done:
+                    obs, reward, term, trunc, _ = env.step(act)
+                    done = term or trunc
+                    segments.append((act, True))
+                    if obs:
+                        segments.append((obs, False))
+                    if not done:
+                        act = gen.send(obs)
+            except StopIteration:
+                pass
+            msgs = info["messages"]
+            if done and reward > 0:
+                kept.append(Example(msgs[0]["content"], msgs[1]["content"], segments, source=f"{env_id}#{i}"))
+            else:
+                dropped += 1
+    finally:
+        env.close()
+    return kept, dropped
+
+
+def write_traces(out: str | Path, counts: dict[str, int], seed: int = 0) -> dict[str, Any]:
+    """Play ``counts`` (env id -> trajectories), check decontamination, write ShareGPT JSONL to ``out``."""
+    examples: list[Example] = []
+    report: dict[str, Any] = {}
+    for env_id, n in counts.items():
+        kept, dropped = play(env_id, n, seed)
+        examples += kept
+        report[env_id] = {"kept": len(kept), "dropped": dropped}
+    check_decontaminated(examples)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        for e in examples:
+            f.write(json.dumps(e.to_sharegpt()) + "\n")
+    return report
