@@ -43,7 +43,13 @@ def merge_adapter(model: Any, adapter: str | os.PathLike) -> Any:
     """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights (a plain model again)."""
     require("agents", "peft", needed_by="the tool-use adapter of the embedded model (or pass base_only)")
     from peft import PeftModel
-    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+    from arpo_env.checkpoints import sha256_file
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    # Provenance: result folders record (and fingerprint) the adapter, so base and fine-tuned rows never mix.
+    merged.arpo_adapter = {"name": Path(adapter).name,
+                           "sha256": sha256_file(Path(adapter) / "adapter_model.safetensors")}
+    return merged
 
 
 def cache_dir() -> Path:

@@ -101,6 +101,9 @@ def describe_agent(agent: Any) -> dict[str, Any]:
         name = getattr(getattr(getattr(backend, "model", None), "config", None), "_name_or_path", None)
         if name:
             base.setdefault("model_path", str(name))
+        adapter = getattr(getattr(backend, "model", None), "arpo_adapter", None)
+        if adapter:  # merged into the weights at load time (agents.models.merge_adapter)
+            base["adapter"] = dict(adapter)
     for k in ("max_response_tokens",):
         if hasattr(agent, k):
             base[k] = getattr(agent, k)

@@ -158,6 +158,8 @@ def build_metadata(cfg: EvalConfig, agent: Any, benches: list[Benchmark], judge:
     agent_info = describe_agent(agent)
     model_path = agent_info.get("model_path") or cfg.model
     label = cfg.model or agent_info.get("model") or (Path(model_path).name if model_path else "default")
+    if adapter := agent_info.get("adapter"):
+        label = f"{label}+{adapter['name']}"
     ckpt = checkpoint_info(cfg.model) or checkpoint_info(model_path)
     named = {"checkpoint": ckpt} if ckpt else {}
     return {"model": checkpoint_label(ckpt) if ckpt else label, **named, "model_sha256": path_hash(model_path),

@@ -53,3 +53,27 @@ def test_gpu_fast_path_batch_256_reuses_its_compiled_graphs():
     assert backend._compiled is compiled and counters["stats"]["unique_graphs"] == graphs
     assert len(gens) == 256 and all(1 <= len(g.token_ids) <= 256 for g in gens)
     assert all(len(g.logprobs) == len(g.entropies) == len(g.token_ids) for g in gens)
+
+
+@pytest.mark.slow
+def test_shipped_adapter_is_merged_by_default_and_recorded_in_provenance():
+    """The default embedded model is base + the shipped tool-use adapter; ``base_only`` is the raw model.
+    The adapter (name and file hash) is part of the agent's description, hence of a result folder's
+    fingerprint and its row label, so base and fine-tuned results never share a folder or a row."""
+    from arpo_env.agents import load_agent
+    from arpo_env.agents.models import default_adapter
+    from arpo_env.benchmarks.provenance import describe_agent
+    from arpo_env.checkpoints import sha256_file
+
+    adapter = default_adapter()
+    assert adapter is not None, "agents/adapters/smollm2-tools/ is package data"
+    tuned = load_agent("hf", max_response_tokens=32)
+    base = load_agent("hf", max_response_tokens=32, base_only=True)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    w_tuned = dict(tuned.backend.model.named_parameters())[name]
+    w_base = dict(base.backend.model.named_parameters())[name]
+    assert not torch.equal(w_tuned, w_base)  # the LoRA delta is merged into the weights
+    info, raw = describe_agent(tuned), describe_agent(base)
+    assert info["adapter"] == {"name": "smollm2-tools",
+                               "sha256": sha256_file(adapter / "adapter_model.safetensors")}
+    assert "adapter" not in raw
