@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from arpo_env.config import from_argv, from_mapping, help_text, to_mapping
+from arpo_env.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class SFTConfig:
 
 def sft_loss(model: Any, batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Any, int]:
     """Summed next-token cross-entropy over masked-in target tokens of ``batch`` and their count."""
+    require("train", "torch", needed_by="arpo sft")
     import torch
     width = max(len(ids) for ids, _ in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -130,6 +132,9 @@ def sft_loss(model: Any, batch: Sequence[tuple[list[int], list[int]]], pad_id: i
 
 
 def _load(cfg: SFTConfig) -> tuple[Any, Any]:
+    require("train", "torch", needed_by="arpo sft")
+    if cfg.lora:
+        require("train", "peft", needed_by="arpo sft with LoRA")
     import torch
     if cfg.model == "tiny":
         from arpo_env.agents.testing import tiny_model_and_tokenizer
@@ -235,6 +240,7 @@ def run_sft(cfg: SFTConfig, *, model: Any = None, tokenizer: Any = None) -> list
 def export_adapter(run_dir: str | Path, out: str | Path) -> Path:
     """Copy the newest checkpoint's LoRA adapter (fp16 safetensors + adapter_config.json) and the run's
     ``config.yaml`` to ``out``."""
+    require("train", "safetensors", needed_by="arpo sft --adapter-out")
     import shutil
 
     import torch

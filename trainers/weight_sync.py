@@ -39,7 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
+from arpo_env.extras import missing_extra, require
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("train", exc, needed_by=__name__) from None
 
 Named = Iterable[tuple[str, torch.Tensor]]
 
@@ -127,6 +132,7 @@ class InProcessSync:
 def write_version_dir(root: Path, named: Sequence[tuple[str, torch.Tensor]], version: int, keep: int = 2) -> Path:
     """``root/v{version:08d}`` with ``model.safetensors``, written atomically (temp dir + rename); keeps the
     newest ``keep`` version folders."""
+    require("train", "safetensors", needed_by="disk weight sync")
     from safetensors.torch import save_file
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"v{version:08d}"
@@ -195,6 +201,7 @@ class HTTPSync:
         return [float(d[str(t)]["logprob"]) for d, t in zip(lps, self.probe_ids[1:])]
 
     def push(self, named_tensors: Named, version: int) -> Fingerprint:
+        require("agents", "httpx", needed_by="HTTP weight sync")
         import httpx
         named = _materialize(named_tensors)
         path = write_version_dir(self.root, named, version, self.keep)
