@@ -150,3 +150,90 @@ def test_distributed_gradients_equal_the_single_process_token_mean(parallel, tmp
             assert _max_diff(r["clipped"], r["ref_clipped"]) < 1e-6
             assert _max_diff(r["stepped"], r["ref_stepped"]) < 1e-4
         assert res[0]["export_keys"] == res[0]["hf_keys"]
+
+
+TINY = dict(model="tiny", env_id="test/DigitsCalculator-v0", imports=["tests.helpers.dist_replay"],
+            prompts_per_step=3, rollout=BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2),
+            max_response_tokens=40, max_turn_tokens=16, micro_batch_size=2, lr=1e-3, progress=False,
+            tensorboard=False, samples_per_step=0, dist_timeout_s=120.0)
+
+
+def _torchrun(nproc: int, cfg_path: Path, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "arpo_env.cli", "train", "--config", str(cfg_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _final_params(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    return load_file(str(latest_checkpoint(run / "checkpoints") / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_end_with_the_parameters_of_one(tmp_path):
+    from arpo_env.agents.testing import tiny_model_and_tokenizer
+
+    runs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"ws{nproc}"
+        TrainConfig(**TINY, steps=2, save_every=2, output_dir=str(out)).to_yaml(tmp_path / f"ws{nproc}.yaml")
+        proc = _torchrun(nproc, tmp_path / f"ws{nproc}.yaml")
+        text, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, text[-4000:]
+        assert text.count("done: step 2") == 1, text[-2000:]  # only rank 0 reports
+        runs[nproc] = out
+    one, two = (read_metrics(runs[n] / "metrics.jsonl") for n in (1, 2))
+    assert [r["step"] for r in two] == [1, 2] and [r["world_size"] for r in two] == [2, 2]
+    assert all(r["world_size"] == 1 for r in one)
+    for a, b in zip(one, two):
+        assert (b["prompts"], b["leaves"]) == (a["prompts"], a["leaves"]) == (3, 12)  # the global step
+        for key in ("reward", "trained_tokens", "response_tokens", "branches", "generated_tokens"):
+            assert b[key] == pytest.approx(a[key], rel=1e-9), key  # the same rollouts, reduced over ranks
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+    p1, p2 = _final_params(runs[1]), _final_params(runs[2])
+    init = tiny_model_and_tokenizer(seed=0)[0].state_dict()
+    moved = max((p1[k] - init[k]).abs().max().item() for k in p1)
+    diff = max((p1[k] - p2[k]).abs().max().item() for k in p1)
+    print(json.dumps({"max_param_moved": moved, "max_param_diff_ws1_ws2": diff}))
+    assert moved > 1e-3 and diff < 1e-5
+
+
+def _rank_pid(parent: int, rank: int) -> int | None:
+    """The pid of the torchrun worker of ``rank`` (a child of ``parent`` whose environment says so)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            env = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in env:
+            return int(stat.parent.name)
+    return None
+
+
+@pytest.mark.slow
+def test_torchrun_rank_sigkilled_resumes_from_the_newest_complete_checkpoint(tmp_path):
+    out, cfg = tmp_path / "run", tmp_path / "run.yaml"
+    TrainConfig(**TINY, steps=4, save_every=1, output_dir=str(out)).to_yaml(cfg)
+    proc = _torchrun(2, cfg)
+    wait_until(lambda: latest_checkpoint(out / "checkpoints") is not None or proc.poll() is not None, timeout=300)
+    victim = _rank_pid(proc.pid, 1)
+    assert proc.poll() is None and victim is not None
+    os.kill(victim, signal.SIGKILL)
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0  # torchrun ends the run when a rank dies
+    killed_at = int(json.loads((latest_checkpoint(out / "checkpoints") / "state.json").read_text())["step"])
+    assert 1 <= killed_at < 4, text[-3000:]
+    proc = _torchrun(2, cfg)
+    text, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, text[-4000:]
+    resumed = [line for line in text.splitlines() if "resumed from" in line and "at step" in line]
+    assert len(resumed) == 1 and f"at step {killed_at}" in resumed[0], text[-3000:]
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # no duplicated or missing step
+    state = json.loads((latest_checkpoint(out / "checkpoints") / "state.json").read_text())
+    assert (state["step"], state["data_pos"], state["world_size"], state["parallel"]) == (4, 12, 2, "ddp")
+    names = {p.name for p in latest_checkpoint(out / "checkpoints").iterdir()}
+    assert {"model.safetensors", "optimizer.pt", "rank_00000.json", "rank_00001.pt", "config.json"} <= names
