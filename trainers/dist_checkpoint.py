@@ -7,7 +7,7 @@ LoRA merged, plus ``state.json`` with the checksums of every file), with:
   resumed run samples what an uninterrupted one would have;
 - DDP (replicas are equal): rank 0 writes the model folder and ``optimizer.pt``;
 - FSDP2: ``dcp/`` is the sharded model and optimizer state (``torch.distributed.checkpoint``, every rank
-  writes its shards; resume reads them back sharded), and rank 0 writes the model folder from the full
+  writes its shards; resume reads them back sharded; ``optimizer.pt`` only says so), and rank 0 writes the model folder from the full
   non-sharded rollout copy (so the checkpoint still loads into vLLM, ``arpo eval`` and ``from_pretrained``).
 
 Commit: all ranks write into ``.tmp-step_N`` (created by rank 0, a barrier between), then after a barrier
@@ -86,8 +86,8 @@ def save(root: str | Path, step: int, info: D.DistInfo, model: Any, full_model: 
     torch.save(tensors, tpath)
     if info.is_main:
         _write_model(tmp, full_model, tokenizer)
-        if info.parallel != "fsdp2":
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        # FSDP2: the optimizer state is sharded in dcp/; optimizer.pt (which every checkpoint has) says so
+        torch.save(optimizer.state_dict() if info.parallel != "fsdp2" else {"sharded_in": "dcp"}, tmp / "optimizer.pt")
         torch.save(tensors, tmp / "rng.pt")
     D.barrier("checkpoint parts written")
     if info.is_main:

@@ -140,6 +140,12 @@ def test_distributed_gradients_equal_the_single_process_token_mean(parallel, tmp
     res = _spawn(parallel, tmp_path)
     assert res[0]["local"] != res[1]["local"] and res[0]["total"] == res[1]["total"] == res[0]["local"] + res[1]["local"]
     assert res[0]["micro"] == res[1]["micro"] == 3  # rank 0 padded from 1 to 3 micro-batches
+    print(json.dumps({"parallel": parallel, "tokens_per_rank": [r["local"] for r in res],
+                      "max_grad_diff": max(_max_diff(r["dist"], r["ref"]) for r in res),
+                      "naive_max_grad_diff": min(_max_diff(r["naive"], r["ref"]) for r in res),
+                      **({"norm": res[0]["norm"], "ref_norm": res[0]["ref_norm"],
+                          "adamw_max_diff": max(_max_diff(r["stepped"], r["ref_stepped"]) for r in res)}
+                         if parallel == "fsdp2" else {})}))
     for r in res:
         assert _max_diff(r["dist"], r["ref"]) < 1e-6
         assert _max_diff(r["naive"], r["ref"]) > 1e-3  # guard: the per-rank mean is measurably wrong
@@ -151,6 +157,36 @@ def test_distributed_gradients_equal_the_single_process_token_mean(parallel, tmp
             assert _max_diff(r["stepped"], r["ref_stepped"]) < 1e-4
         assert res[0]["export_keys"] == res[0]["hf_keys"]
 
+
+
+def _dying_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    from arpo_env.trainers import distributed as D
+
+    info = D.init("ddp", 10.0)
+    D.barrier()
+    if rank == 1:
+        os._exit(0)  # dies without a word, as a SIGKILLed rank does
+    try:
+        D.all_reduce([1.0])
+        Path(out, "rank0.txt").write_text("no error")
+    except D.PeerFailure as exc:
+        Path(out, "rank0.txt").write_text(f"PeerFailure: {exc}")
+
+
+def test_a_dead_peer_ends_a_collective_with_a_clear_error(tmp_path):
+    import torch.multiprocessing as mp
+    ctx = mp.start_processes(_dying_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="spawn",
+                             join=False)
+    done = wait_until(lambda: ctx.join(timeout=1), timeout=120)  # a hang guard: gloo's timeout is 10 s
+    for proc in ctx.processes:
+        if proc.is_alive():
+            proc.kill()
+    assert done, "rank 0 hung on a dead peer"
+    text = (tmp_path / "rank0.txt").read_text()
+    assert text.startswith("PeerFailure: rank 0: all_reduce(sum) failed: another rank died"), text
+    assert "resumes from the newest complete checkpoint" in text
 
 TINY = dict(model="tiny", env_id="test/DigitsCalculator-v0", imports=["tests.helpers.dist_replay"],
             prompts_per_step=3, rollout=BranchingConfig(rollouts_per_prompt=4, initial_rollouts=2),
@@ -165,39 +201,51 @@ def _torchrun(nproc: int, cfg_path: Path, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _final_params(run: Path) -> dict[str, torch.Tensor]:
+def _params(run: Path, step: int) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
-    return load_file(str(latest_checkpoint(run / "checkpoints") / "model.safetensors"))
+    return load_file(str(run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+
+
+def _train(tmp_path: Path, name: str, nproc: int, steps: int, **kw) -> tuple[Path, str]:
+    out = tmp_path / name
+    TrainConfig(**{**TINY, **kw}, steps=steps, save_every=1, output_dir=str(out)).to_yaml(tmp_path / f"{name}.yaml")
+    proc = _torchrun(nproc, tmp_path / f"{name}.yaml")
+    text, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, text[-4000:]
+    assert text.count(f"done: step {steps}") == 1, text[-2000:]  # only rank 0 reports
+    return out, text
 
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_end_with_the_parameters_of_one(tmp_path):
+    """World size 1 for 3 steps; DDP on 2 ranks for 2; FSDP2 on 2 ranks for 2, then resumed from its
+    sharded checkpoint for a 3rd: the same rollouts (replayed) give the same parameters and metrics."""
     from arpo_env.agents.testing import tiny_model_and_tokenizer
 
-    runs = {}
-    for nproc in (1, 2):
-        out = tmp_path / f"ws{nproc}"
-        TrainConfig(**TINY, steps=2, save_every=2, output_dir=str(out)).to_yaml(tmp_path / f"ws{nproc}.yaml")
-        proc = _torchrun(nproc, tmp_path / f"ws{nproc}.yaml")
-        text, _ = proc.communicate(timeout=400)
-        assert proc.returncode == 0, text[-4000:]
-        assert text.count("done: step 2") == 1, text[-2000:]  # only rank 0 reports
-        runs[nproc] = out
-    one, two = (read_metrics(runs[n] / "metrics.jsonl") for n in (1, 2))
-    assert [r["step"] for r in two] == [1, 2] and [r["world_size"] for r in two] == [2, 2]
+    ws1, _ = _train(tmp_path, "ws1", 1, 3)
+    ddp, _ = _train(tmp_path, "ddp", 2, 2)
+    fsdp, _ = _train(tmp_path, "fsdp2", 2, 2, parallel="fsdp2")
+    fsdp, text = _train(tmp_path, "fsdp2", 2, 3, parallel="fsdp2")
+    assert "resumed from" in text and "at step 2" in text
+    assert (fsdp / "checkpoints" / "step_00000003" / "dcp").is_dir()
+    one = read_metrics(ws1 / "metrics.jsonl")
     assert all(r["world_size"] == 1 for r in one)
-    for a, b in zip(one, two):
-        assert (b["prompts"], b["leaves"]) == (a["prompts"], a["leaves"]) == (3, 12)  # the global step
-        for key in ("reward", "trained_tokens", "response_tokens", "branches", "generated_tokens"):
-            assert b[key] == pytest.approx(a[key], rel=1e-9), key  # the same rollouts, reduced over ranks
-        assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
-    p1, p2 = _final_params(runs[1]), _final_params(runs[2])
+    for run in (ddp, fsdp):
+        rows = read_metrics(run / "metrics.jsonl")
+        assert [r["world_size"] for r in rows] == [2] * len(rows) and [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+        for a, b in zip(one, rows):
+            assert (b["prompts"], b["leaves"]) == (a["prompts"], a["leaves"]) == (3, 12)  # the global step
+            for key in ("reward", "trained_tokens", "response_tokens", "branches", "generated_tokens"):
+                assert b[key] == pytest.approx(a[key], rel=1e-9), key  # the same rollouts, reduced over ranks
+            assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
+            assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
     init = tiny_model_and_tokenizer(seed=0)[0].state_dict()
-    moved = max((p1[k] - init[k]).abs().max().item() for k in p1)
-    diff = max((p1[k] - p2[k]).abs().max().item() for k in p1)
-    print(json.dumps({"max_param_moved": moved, "max_param_diff_ws1_ws2": diff}))
-    assert moved > 1e-3 and diff < 1e-5
+    p2, p3 = _params(ws1, 2), _params(ws1, 3)
+    moved = max((p2[k] - init[k]).abs().max().item() for k in p2)
+    diffs = {"ddp_step2": max((p2[k] - v).abs().max().item() for k, v in _params(ddp, 2).items()),
+             "fsdp2_resumed_step3": max((p3[k] - v).abs().max().item() for k, v in _params(fsdp, 3).items())}
+    print(json.dumps({"max_param_moved": moved, "max_param_diff_vs_ws1": diffs}))
+    assert moved > 1e-3 and max(diffs.values()) < 1e-5
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:
