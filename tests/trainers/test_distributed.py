@@ -6,7 +6,7 @@
 - FSDP2: the clipped gradient norm, one AdamW step, and the exported (full) state dict's names;
 - ``torchrun --nproc_per_node=2 -m arpo_env.cli train`` with replayed per-prompt rollouts
   (``tests.helpers.dist_replay``) ends with the parameters of a world-size-1 run; a run with one rank
-  SIGKILLed resumes from the newest complete checkpoint without a duplicated or missing metric step.
+  SIGKILLed (DDP + LoRA) resumes from the newest complete checkpoint without a duplicated or missing metric step.
 """
 from __future__ import annotations
 
@@ -83,6 +83,44 @@ def _full_grads(model) -> dict[str, torch.Tensor]:
     return {n: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad).detach().clone()
             for n, p in module.named_parameters() if p.grad is not None}
 
+
+
+def test_shards_cover_the_step_once_and_refuse_too_few_prompts():
+    from arpo_env.trainers.distributed import DistInfo, shard
+
+    parts = [shard(7, DistInfo(r, 3)) for r in range(3)]
+    assert [list(p) for p in parts] == [[0, 1], [2, 3], [4, 5, 6]]
+    assert shard(5, DistInfo()) == range(5)  # world size 1: the whole step
+    with pytest.raises(ValueError, match="prompts_per_step"):
+        shard(1, DistInfo(0, 2))
+    assert DistInfo(0, 2).seed_seq(3, 1) == [3, 1] and DistInfo(1, 2).seed_seq(3, 1) == [3, 1, 1]
+
+
+def test_merged_metrics_are_means_over_every_leaf_of_every_rank():
+    from arpo_env.trainers.step_metrics import merge, rollout_metrics
+
+    def part(rewards, branches, t):
+        return {"rewards": rewards, "tool_calls": [1] * len(rewards), "response_tokens": [4] * len(rewards),
+                "branch_entropies": [], "initial_n": [2], "branches": branches, "branch_attempts": 1, "topups": 0,
+                "generated_tokens": 10, "prompts": 1, "gen_total": 8, "gen_unique": 6, "time_gen": t,
+                "time_tools": t, "time_rollout": t, "time_update": t}
+    m = rollout_metrics(merge([part([1.0], 1, 2.0), part([0.0, 0.0, 0.0], 2, 5.0)]))
+    assert m["reward"] == 0.25 and m["accuracy"] == 0.25  # not the mean of the ranks' means (0.5)
+    assert (m["branches"], m["generated_tokens"], m["time_update"]) == (3, 20, 5.0)
+    assert m["prefix_saved_share"] == pytest.approx(1 - 12 / 16)
+
+
+def test_parallel_settings_are_checked(monkeypatch):
+    from arpo_env.trainers import distributed as D
+
+    with pytest.raises(ValueError, match="TrainConfig.parallel"):
+        TrainConfig(parallel="zero3")
+    with pytest.raises(ValueError, match="dist_timeout_s"):
+        TrainConfig(dist_timeout_s=0)
+    assert D.init("ddp", 10.0) == D.DistInfo()  # no launcher: world size 1, nothing joined
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="--parallel ddp"):
+        D.init("none", 10.0)
 
 def _worker(rank: int, parallel: str, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -264,7 +302,7 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 @pytest.mark.slow
 def test_torchrun_rank_sigkilled_resumes_from_the_newest_complete_checkpoint(tmp_path):
     out, cfg = tmp_path / "run", tmp_path / "run.yaml"
-    TrainConfig(**TINY, steps=4, save_every=1, output_dir=str(out)).to_yaml(cfg)
+    TrainConfig(**TINY, steps=4, save_every=1, output_dir=str(out), lora=True, lora_r=4).to_yaml(cfg)  # DDP + LoRA
     proc = _torchrun(2, cfg)
     wait_until(lambda: latest_checkpoint(out / "checkpoints") is not None or proc.poll() is not None, timeout=300)
     victim = _rank_pid(proc.pid, 1)
@@ -284,4 +322,4 @@ def test_torchrun_rank_sigkilled_resumes_from_the_newest_complete_checkpoint(tmp
     state = json.loads((latest_checkpoint(out / "checkpoints") / "state.json").read_text())
     assert (state["step"], state["data_pos"], state["world_size"], state["parallel"]) == (4, 12, 2, "ddp")
     names = {p.name for p in latest_checkpoint(out / "checkpoints").iterdir()}
-    assert {"model.safetensors", "optimizer.pt", "rank_00000.json", "rank_00001.pt", "config.json"} <= names
+    assert {"model.safetensors", "optimizer.pt", "rank_00000.json", "rank_00001.pt", "config.json", "adapter"} <= names
