@@ -119,7 +119,11 @@ def run_nproc(args) -> dict:
     out: dict = {}
     for n in (1, args.nproc):
         with tempfile.TemporaryDirectory() as tmp:
-            argv = [a for a in sys.argv[1:]]
+            argv, skip = [], False  # without --nproc (torchrun would take it for --nproc-per-node)
+            for a in sys.argv[1:]:
+                if not skip and a != "--nproc" and not a.startswith("--nproc="):
+                    argv.append(a)
+                skip = a == "--nproc"
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
                    __file__, *argv, "--worker", tmp]
             res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -36,7 +36,7 @@ from arpo_env.checkpoints import (
     verify_checkpoint,
     write_state,
 )
-from arpo_env.extras import missing_extra
+from arpo_env.extras import missing_extra, require
 from arpo_env.trainers import distributed as D
 from arpo_env.trainers.checkpoint import (
     LAYOUT,
@@ -60,8 +60,8 @@ def _rank_files(folder: Path, rank: int) -> tuple[Path, Path]:
 
 
 def _dcp_state(model: Any, optimizer: Any) -> dict[str, Any]:
-    from torch.distributed.checkpoint.state_dict import get_state_dict
-    msd, osd = get_state_dict(model, optimizer)
+    sd = require("train", "torch.distributed.checkpoint.state_dict", needed_by="an FSDP2 checkpoint")
+    msd, osd = sd.get_state_dict(model, optimizer)
     return {"model": msd, "optim": osd}
 
 
@@ -77,7 +77,7 @@ def save(root: str | Path, step: int, info: D.DistInfo, model: Any, full_model: 
         tmp.mkdir()
     D.barrier("checkpoint start")
     if info.parallel == "fsdp2":
-        import torch.distributed.checkpoint as dcp
+        dcp = require("train", "torch.distributed.checkpoint", needed_by="an FSDP2 checkpoint")
         with D.collective("saving the sharded checkpoint"):
             dcp.save(_dcp_state(model, optimizer), checkpoint_id=str(tmp / "dcp"))
     js, tensors = rng_state(branch_rng)
@@ -122,8 +122,8 @@ def _load(path: Path, state: dict[str, Any], info: D.DistInfo, model: Any, full_
     js = json.loads(_rank_files(path, info.rank)[0].read_text())
     tensors = torch.load(_rank_files(path, info.rank)[1], weights_only=True)
     if info.parallel == "fsdp2":
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_state_dict
+        dcp = require("train", "torch.distributed.checkpoint", needed_by="an FSDP2 checkpoint")
+        set_state_dict = require("train", "torch.distributed.checkpoint.state_dict").set_state_dict
         sd = _dcp_state(model, optimizer)
         with D.collective("loading the sharded checkpoint"):
             dcp.load(sd, checkpoint_id=str(path / "dcp"))

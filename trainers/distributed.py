@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from arpo_env.extras import missing_extra
+from arpo_env.extras import missing_extra, require
 
 try:
     import torch
@@ -261,14 +261,15 @@ def wrap_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
         return model
     device = next(model.parameters()).device
     if info.parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
+        ddp = require("train", "torch.nn.parallel", needed_by="parallel=ddp")
         ids = [device.index] if device.type == "cuda" else None
         with collective("DDP construction"):
-            return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+            return ddp.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    fsdp = require("train", "torch.distributed.fsdp", needed_by="parallel=fsdp2")
+    fully_shard = fsdp.fully_shard
     kw: dict[str, Any] = {}
     if device.type == "cuda":
-        kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        kw["mp_policy"] = fsdp.MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     layers = _decoder_layers(model)
     if not layers:
         raise ValueError(f"parallel=fsdp2: no decoder layers found in {type(model).__name__} (its "
@@ -290,9 +291,9 @@ def full_copy(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
 def full_state_dict(model: torch.nn.Module, cpu_offload: bool = False) -> dict[str, torch.Tensor]:
     """The full (unsharded) state dict of an FSDP2 model, names as the unwrapped model has them (every
     rank gets it; with ``cpu_offload`` only rank 0, on CPU). A collective: every rank must call it."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    sd = require("train", "torch.distributed.checkpoint.state_dict", needed_by="parallel=fsdp2")
     with collective("gathering the full state dict"):
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload))
+        return sd.get_model_state_dict(model, options=sd.StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload))
 
 
 def sync_full_copy(copy_: torch.nn.Module, model: torch.nn.Module, info: DistInfo) -> None:
@@ -308,7 +309,7 @@ def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
     """``clip_grad_norm_`` that is correct on FSDP2 shards: the total norm is reduced over ranks (a
     DTensor's ``full_tensor``) before the clip factor is applied. Returns the total norm."""
     grads = [p.grad for p in params if p.grad is not None]
-    from torch.distributed.tensor import DTensor
+    DTensor = require("train", "torch.distributed.tensor", needed_by="gradient clipping").DTensor
     if not any(isinstance(g, DTensor) for g in grads):
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     with collective("gradient norm"):

@@ -323,3 +323,13 @@ def test_torchrun_rank_sigkilled_resumes_from_the_newest_complete_checkpoint(tmp
     assert (state["step"], state["data_pos"], state["world_size"], state["parallel"]) == (4, 12, 2, "ddp")
     names = {p.name for p in latest_checkpoint(out / "checkpoints").iterdir()}
     assert {"model.safetensors", "optimizer.pt", "rank_00000.json", "rank_00001.pt", "config.json", "adapter"} <= names
+
+
+def test_arpo_train_nproc_relaunches_itself_under_torchrun(monkeypatch):
+    from arpo_env.trainers import cli
+
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 3)
+    assert cli.launch(2, ["train", "--nproc", "2", "--config", "r.yaml", "--nproc=2", "--steps", "4"]) == 3
+    assert calls == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                      "-m", "arpo_env.cli", "train", "--config", "r.yaml", "--steps", "4"]]
