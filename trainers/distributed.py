@@ -24,7 +24,7 @@ Process group: gloo on CPU, nccl on CUDA (``LOCAL_RANK`` picks the GPU), with ``
 collective that fails (a peer died, or did not arrive within the timeout) raises :class:`PeerFailure`
 naming this rank, the operation and the fix, instead of hanging.
 
-Models (:func:`wrap_model`): ``ddp`` (``DistributedDataParallel``, ``broadcast_buffers=False`` so that
+Models (:func:`wrap_model`): ``ddp`` (``DistributedDataParallel`` without buffer sync, so that
 forwards never communicate) or ``fsdp2`` (``fully_shard`` per decoder layer, found by the model's
 ``_no_split_modules``, then the root; on CUDA bf16 parameters with fp32 gradient reduction). Rollouts and
 old log-probs use a module that never communicates: DDP's inner module, and for FSDP2 a full, non-sharded
@@ -263,8 +263,11 @@ def wrap_model(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     if info.parallel == "ddp":
         ddp = require("train", "torch.nn.parallel", needed_by="parallel=ddp")
         ids = [device.index] if device.type == "cuda" else None
+        import inspect  # no buffer sync in forwards (newer torch spells it forward_sync_buffers)
+        quiet = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+            ddp.DistributedDataParallel).parameters else "broadcast_buffers"
         with collective("DDP construction"):
-            return ddp.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+            return ddp.DistributedDataParallel(model, device_ids=ids, **{quiet: False})
     fsdp = require("train", "torch.distributed.fsdp", needed_by="parallel=fsdp2")
     fully_shard = fsdp.fully_shard
     kw: dict[str, Any] = {}
