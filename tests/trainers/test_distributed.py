@@ -173,6 +173,7 @@ def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+@pytest.mark.slow  # ~70 s each on a loaded 2-core box (2 spawned processes importing transformers)
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp2"])
 def test_distributed_gradients_equal_the_single_process_token_mean(parallel, tmp_path):
     res = _spawn(parallel, tmp_path)
