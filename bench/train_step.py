@@ -8,6 +8,12 @@ branches, tool calls per sample.
     python bench/train_step.py                      # tiny random model on CPU (default sizes are small)
     python bench/train_step.py --model PATH --prompts 8 --generations 8 --completion-tokens 256 --vs-trl
 
+``--nproc N`` instead times the update alone at world size 1 and N (``torchrun --standalone`` runs of
+this script, gloo on CPU, nccl on GPUs; each rank rolls out its share of the prompts): update tokens/s of
+the global batch (every rank's sequence tokens / the slowest rank's update time) and the ratio.
+
+    python bench/train_step.py --nproc 2 --prompts 4 --algorithm grpo
+
 ``--vs-trl`` also times TRL's GRPOTrainer (one step, same prompts x generations, completion length, no KL)
 where ``trl`` is installed; otherwise the JSON says it was skipped. The issue's anchor (H100, SmolLM2-135M
 shape, bf16, 8 x 8, 256 tokens): TRL 1.16 takes 9.3 s per step.
@@ -70,6 +76,65 @@ def run_algorithm(args, algorithm: str) -> dict:
             "trained_tokens": stats["trained_tokens"]}
 
 
+def dist_worker(args) -> None:
+    """One rank of a ``--nproc`` measurement (run by torchrun); rank 0 prints one JSON line."""
+    import torch
+
+    from arpo_env.trainers import distributed as D
+    from arpo_env.trainers.config import BranchingConfig, TrainConfig
+    from arpo_env.trainers.trainer import Trainer
+
+    cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
+                      rollout=BranchingConfig(algorithm=args.algorithm, rollouts_per_prompt=args.generations,
+                                              initial_rollouts=max(1, args.generations // 2)),
+                      max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
+                      micro_batch_size=args.micro_batch_size, steps=0, output_dir=args.worker, tensorboard=False,
+                      progress=False, resume=False, seed=args.seed, temperature=1.0)
+    tr = Trainer(cfg)
+    batch = tr.collect([tr.tasks.get(i) for i in D.shard(args.prompts, tr.dist)])
+    seqs, _ = tr.build_sequences(batch)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    tr.update(seqs)  # warm-up (allocations, DDP buckets); then the timed update on the same sequences
+    if tr.dist.enabled:
+        D.barrier()
+    sync()
+    t0 = time.perf_counter()
+    tr.update(seqs)
+    sync()
+    elapsed = time.perf_counter() - t0
+    tokens = float(sum(len(s["ids"]) for s in seqs))
+    if tr.dist.enabled:
+        tokens, elapsed = D.all_reduce([tokens])[0], D.all_reduce([elapsed], op="max")[0]
+    if tr.dist.is_main:
+        print("RESULT " + json.dumps({"world_size": tr.dist.world_size, "update_tokens": tokens,
+                                      "update_seconds": elapsed, "update_tokens_per_s": tokens / elapsed}))
+    tr.close()
+
+
+def run_nproc(args) -> dict:
+    """Update tokens/s at world size 1 and ``args.nproc``, side by side (see the module docstring)."""
+    import os
+    import subprocess
+
+    out: dict = {}
+    for n in (1, args.nproc):
+        with tempfile.TemporaryDirectory() as tmp:
+            argv, skip = [], False  # without --nproc (torchrun would take it for --nproc-per-node)
+            for a in sys.argv[1:]:
+                if not skip and a != "--nproc" and not a.startswith("--nproc="):
+                    argv.append(a)
+                skip = a == "--nproc"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                   __file__, *argv, "--worker", tmp]
+            res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        line = next((x for x in res.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            raise SystemExit(f"world size {n} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+        out[f"ws{n}"] = json.loads(line[len("RESULT "):])
+    out["speedup"] = out[f"ws{args.nproc}"]["update_tokens_per_s"] / out["ws1"]["update_tokens_per_s"]
+    return out
+
+
 def run_trl(args) -> dict:
     if importlib.util.find_spec("trl") is None:
         return {"skipped": "trl is not installed"}
@@ -123,8 +188,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", action="store_true", help="one untimed rollout first (compilation, caches)")
     p.add_argument("--vs-trl", action="store_true")
+    p.add_argument("--nproc", type=int, default=0, help="time the update at world size 1 and NPROC instead")
+    p.add_argument("--algorithm", default="grpo", help="--nproc only: the rollout's algorithm")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        return dist_worker(args)
     import torch
+    if args.nproc:
+        print(json.dumps({"bench": "train_step_nproc", "device": "cuda" if torch.cuda.is_available() else "cpu",
+                          "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
+                          **run_nproc(args)}, indent=1))
+        return
     out = {"bench": "train_step", "device": "cuda" if torch.cuda.is_available() else "cpu",
            "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
            "arpo": run_algorithm(args, "arpo"), "grpo": run_algorithm(args, "grpo")}

@@ -25,7 +25,8 @@ the newest checkpoint that verifies and loads, logging one line per skipped one.
 before the checksums existed load unverified, with a warning; ones written before the model-folder layout
 (one ``model.safetensors`` of the whole module) still resume.
 
-Not covered: sharded (FSDP) checkpoints; a model that is not a transformers ``PreTrainedModel`` is saved
+Runs of world size > 1 (DDP, FSDP2 sharded state) write theirs with :mod:`arpo_env.trainers.dist_checkpoint`.
+Not covered: a model that is not a transformers ``PreTrainedModel`` is saved
 as one ``model.safetensors`` without config (it resumes but is no model folder); damage made on purpose.
 """
 from __future__ import annotations

@@ -10,11 +10,17 @@ Spellings shared with the other commands: ``--env X`` is ``--env-id X``; ``-m X`
 and ``model``/``tokenizer`` must be a folder that exists, ``tiny`` or (online) a hub id; every problem is
 one line naming the flag or key, exit status 2.
 
+``arpo train --nproc N ...`` runs the same command as N ranks under ``torchrun --standalone`` (one machine;
+across machines run ``torchrun --nnodes`` yourself: docs/scaling.md).
+
 ``arpo export RUN_DIR|STEP_DIR --out DIR [--dtype bf16]``: a standalone model folder (safetensors, LoRA
 merged, no training state) of a checkpoint (:mod:`arpo_env.trainers.export`).
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -56,6 +62,22 @@ def normalize_args(args: list[str]) -> list[str]:
     return out + (["--imports", *imports] if imports is not None else [])
 
 
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``arpo ARGV`` (``--nproc`` removed) as ``nproc`` ranks under ``torchrun --standalone``; returns
+    its exit status (non-zero when any rank failed: torchrun then stops the others)."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "arpo_env.cli", *rest]
+    return subprocess.call(cmd)
+
+
 def _precheck(cfg: TrainConfig) -> None:
     """What can fail before the model loads (see the module docstring)."""
     from arpo_env.registry import get_record
@@ -77,7 +99,8 @@ def register(app: typer.Typer) -> None:
               help_config: bool = typer.Option(False, "--help-config", help="List every config field (flag, default, meaning) and exit."),
               print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
               force: bool = typer.Option(False, "--force", help="Continue a run in --output-dir although settings changed (recorded in forced_changes.jsonl)."),
-              new_run: bool = typer.Option(False, "--new-run", help="Archive the run in --output-dir (to archive/TIMESTAMP/) and start over.")
+              new_run: bool = typer.Option(False, "--new-run", help="Archive the run in --output-dir (to archive/TIMESTAMP/) and start over."),
+              nproc: int = typer.Option(1, "--nproc", help="Processes (ranks) on this machine: runs this command under torchrun --standalone --nproc_per_node N (one per GPU; see docs/scaling.md).")
               ) -> None:
         """Train a tool-using agent with ARPO (or the GRPO baseline). Any TrainConfig field is a flag
         (--help-config lists them with their meaning)."""
@@ -86,6 +109,8 @@ def register(app: typer.Typer) -> None:
         if help_config:
             print(TrainConfig.help_text())
             return
+        if nproc > 1 and "LOCAL_RANK" not in os.environ:  # relaunch this command as N ranks
+            raise typer.Exit(launch(nproc, sys.argv[1:]))
         args = normalize_args(list(ctx.args))
         try:
             cfg = TrainConfig.from_yaml(config, args) if config else TrainConfig.from_args(args)
@@ -123,12 +148,15 @@ def register(app: typer.Typer) -> None:
         except (FolderBusy, NoValidCheckpoint, RunSettingsChanged) as exc:  # short, no traceback
             typer.echo(f"arpo train: {exc}", err=True)
             raise typer.Exit(2) from None
-        if trainer.resumed_from is not None:
+        main = trainer.dist.is_main  # other ranks print nothing
+        if trainer.resumed_from is not None and main:
             print(f"resumed from {trainer.resumed_from} at step {trainer.step}", flush=True)
         try:
             history = trainer.train()
         finally:
             trainer.close()
+        if not main:
+            return
         if history:
             last = history[-1]
             print(f"done: step {trainer.step}, reward {last['reward']:.4f}, accuracy {last['accuracy']:.3f}, "

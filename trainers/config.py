@@ -28,6 +28,7 @@ ALGORITHMS = ("arpo", "grpo")
 ADVANTAGES = ("soft", "hard")
 ENTROPY_MEASURES = ("mean", "compat")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+PARALLEL = ("none", "ddp", "fsdp2")
 
 
 def _need(cond: bool, where: str, msg: str) -> None:
@@ -212,6 +213,15 @@ class TrainConfig:
     micro_batch_size: int = 8
     """Sequences per forward/backward; gradients accumulate over all micro-batches of a step."""
 
+    # ----- scale-out (``torchrun``; :mod:`arpo_env.trainers.distributed`) -----------------------------------
+    parallel: str = "ddp"
+    """How ranks of a multi-process launch (world size > 1) share the model: ``ddp`` (a replica per rank,
+    gradients all-reduced; small models) or ``fsdp2`` (parameters, gradients and optimizer state sharded per
+    decoder layer; large models); ``none`` refuses a multi-process launch. Unused at world size 1."""
+    dist_timeout_s: float = 1800.0
+    """Seconds a collective waits for the other ranks before the run ends with an error naming the rank
+    (covers rank 0's evaluations and checkpoint writes, which the others wait for)."""
+
     # ----- run ------------------------------------------------------------------------------------------
     steps: int = 100
     """Training steps (optimizer updates x ``ppo_epochs``)."""
@@ -270,6 +280,8 @@ class TrainConfig:
             (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
             (self.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {self.dtype!r}"),
             (self.temperature >= 0, "temperature", "must be >= 0"),
+            (self.parallel in PARALLEL, "parallel", f"must be one of {PARALLEL}, got {self.parallel!r}"),
+            (self.dist_timeout_s > 0, "dist_timeout_s", "must be > 0"),
         ]
         for ok, name, msg in checks:
             _need(ok, f"TrainConfig.{name}", msg)

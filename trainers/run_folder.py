@@ -37,7 +37,8 @@ RUN_ENTRIES = (CONFIG, "metrics.jsonl", CHECKPOINTS, "tb", "eval", FORCED)
 """What a run writes into its folder (``--new-run`` archives these)."""
 NOT_COMPARED = frozenset({"steps", "output_dir", "resume", "progress", "tensorboard", "save_every",
                           "keep_checkpoints", "eval_every", "eval_prompts", "eval_benchmark", "eval_env",
-                          "eval_env_kwargs", "tool_workers", "max_batch_size", "device"})
+                          "eval_env_kwargs", "tool_workers", "max_batch_size", "device", "parallel",
+                          "dist_timeout_s"})
 
 
 class RunSettingsChanged(RuntimeError):

@@ -12,7 +12,9 @@ One step:
 
 Precision: weights and optimizer state stay float32; on CUDA the forward passes (rollout and update) run
 under bf16 autocast (``dtype=auto``), so small AdamW updates are not lost to bf16 rounding.
-Not covered: multi-GPU (FSDP) training, vLLM rollouts with weight sync.
+Scale-out (``torchrun``, world size > 1): ranks own whole trees and the update is the exact global token
+mean (:mod:`arpo_env.trainers.distributed`); world size 1 never touches it.
+Not covered: vLLM rollouts with weight sync.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ from arpo_env.agent import SamplingParams
 from arpo_env.env import TextEnv
 from arpo_env.env_workers import EnvWorkerPool
 from arpo_env.task import Task
+from arpo_env.trainers import dist_checkpoint
+from arpo_env.trainers import distributed as D
 from arpo_env.trainers.advantages import entropy_aware, grpo_advantages, token_advantages
 from arpo_env.trainers.arpo_rollout import ARPORollout, RolloutBatch
 from arpo_env.trainers.checkpoint import load_latest_valid, save_checkpoint
@@ -50,6 +54,7 @@ from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
 from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
+from arpo_env.trainers.step_metrics import merge, rollout_metrics, rollout_summary
 
 if TYPE_CHECKING:
     from arpo_env.agents.rollout import RolloutState
@@ -109,11 +114,13 @@ class Trainer:
                  tokenizer: Any = None, force: bool = False, new_run: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
-        self._lock = FolderLock(self.out, "arpo train", hint="--output-dir")
+        self.dist = D.init(cfg.parallel, cfg.dist_timeout_s, cfg.device)  # world size 1: nothing joined
+        lock = D.rank0_first(self.dist, lambda: FolderLock(self.out, "arpo train", hint="--output-dir"))
+        self._lock = lock if lock is not None else D.NoLock()
         self.metrics: MetricsLogger | None = None
         self.samples: SampleWriter | None = None
         try:
-            self._forced = check_run_folder(cfg, force=force, new_run=new_run)
+            self._forced = D.rank0_first(self.dist, lambda: check_run_folder(cfg, force=force, new_run=new_run)) or []
             self._build(eval_fn, model, tokenizer)
         except BaseException:
             self._lock.release()
@@ -132,6 +139,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto"
                                    else cfg.device)
+        self.device = D.device_for(self.dist, self.device)
         amp = {"auto": torch.bfloat16 if self.device.type == "cuda" else None, "float32": None,
                "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
         self.amp_dtype = amp
@@ -152,14 +160,17 @@ class Trainer:
                                                      task_type="CAUSAL_LM"))
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        self.policy_model = D.full_copy(model, self.dist)  # rollouts and old log-probs (never communicates)
+        self.train_model = D.wrap_model(model, self.dist)  # the update's forwards (DDP / FSDP2 / model)
         self.model = model
+        D.reseed(self.dist, cfg.seed)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=tuple(cfg.adam_betas))
-        self.backend = HFBackend(model, tokenizer, max_batch_size=cfg.max_batch_size)
+        self.backend = HFBackend(self.policy_model, tokenizer, max_batch_size=cfg.max_batch_size)
         self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
                            tool_workers=cfg.tool_workers)
-        self.branch_rng = np.random.default_rng([cfg.seed, 1])
+        self.branch_rng = np.random.default_rng(self.dist.seed_seq(cfg.seed, 1))
         env_id, env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
         self.make_env: Callable[[], TextEnv] = lambda: arpo_env.make(env_id, **env_kwargs)
         self.env_pool = make_env_pool(cfg)
@@ -173,8 +184,13 @@ class Trainer:
         self.data_pos = 0
         self.ckpt_dir = self.out / "checkpoints"
         self.resumed_from: Path | None = None
-        if cfg.resume and (found := load_latest_valid(self.ckpt_dir, self.model, self.optimizer,
-                                                      self.branch_rng)) is not None:
+        found = None
+        if cfg.resume and not self.dist.enabled:
+            found = load_latest_valid(self.ckpt_dir, self.model, self.optimizer, self.branch_rng)
+        elif cfg.resume:
+            found = dist_checkpoint.load_latest(self.ckpt_dir, self.dist, self.model, self.policy_model,
+                                                self.optimizer, self.branch_rng, report=log.warning)
+        if found is not None:
             last, state = found
             self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
             self.resumed_from = last
@@ -225,7 +241,7 @@ class Trainer:
         """PPO update on the step's sequences (see module docstring); returns loss statistics."""
         cfg, dev = self.cfg, self.device
         seqs = [s for s in seqs if sum(s["mask"][1:]) > 0]
-        if not seqs:
+        if not seqs and not self.dist.enabled:
             return {"loss": 0.0, "trained_tokens": 0}
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]["ids"]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -245,19 +261,23 @@ class Trainer:
                 adv[j, :n - 1] = torch.tensor(r["adv"][1:], dtype=torch.float)
             micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev)})
         total = float(sum(m["mask"].sum().item() for m in micro))
+        total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
+        if total == 0:
+            return {"loss": 0.0, "trained_tokens": 0}
+        micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
         with torch.no_grad():
             for m in micro:
-                m["old"] = self._logprobs(self.model, m["ids"], m["attn"])
+                m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
                 if self.ref_model is not None:
                     m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
-        self.model.train()
+        self.train_model.train()
         stats = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "dual_clip_frac": 0.0,
                  "ratio_mean": 0.0, "grad_norm": 0.0}
         for _ in range(cfg.ppo_epochs):
             self.optimizer.zero_grad(set_to_none=True)
             for m in micro:
-                logp = self._logprobs(self.model, m["ids"], m["attn"])
+                logp = self._logprobs(self.train_model, m["ids"], m["attn"])
                 out = ppo_dual_clip_loss(logp, m["old"], m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                                          dual_clip_c=cfg.dual_clip_c, entropy_balanced=cfg.entropy_balanced_clip)
                 per_token = out.per_token
@@ -265,25 +285,28 @@ class Trainer:
                     kl = kl_k3(logp, m["ref"])
                     per_token = per_token + cfg.kl_coef * kl
                     stats["kl"] += float((kl.detach() * m["mask"]).sum()) / total / cfg.ppo_epochs
-                loss = (per_token * m["mask"]).sum() / total
+                loss = (per_token * m["mask"]).sum() * scale / total
                 loss.backward()
                 w = m["mask"]
-                stats["loss"] += float(loss.detach()) / cfg.ppo_epochs
+                stats["loss"] += float(loss.detach()) / scale / cfg.ppo_epochs
                 stats["pg_loss"] += float((out.per_token.detach() * w).sum()) / total / cfg.ppo_epochs
                 stats["clip_frac"] += float((out.clipped * w).sum()) / total / cfg.ppo_epochs
                 stats["dual_clip_frac"] += float((out.dual_clipped * w).sum()) / total / cfg.ppo_epochs
                 stats["ratio_mean"] += float((out.ratio * w).sum()) / total / cfg.ppo_epochs
             params = [p for p in self.model.parameters() if p.requires_grad]
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            norm = D.clip_grad_norm(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             stats["grad_norm"] += float(norm) / cfg.ppo_epochs
             self.optimizer.step()
         self.model.eval()
+        D.sync_full_copy(self.policy_model, self.model, self.dist)
+        stats = D.reduce_stats(stats, self.dist, keep=("grad_norm",))
         stats["trained_tokens"] = int(total)
         return stats
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
-        tasks = [self.tasks.get(self.data_pos + i) for i in range(cfg.prompts_per_step)]
+        share = D.shard(cfg.prompts_per_step, self.dist)  # this rank's prompts (all at world size 1)
+        tasks = [self.tasks.get(self.data_pos + i) for i in share]
         t0 = time.perf_counter()
         batch = self.collect(tasks)
         t1 = time.perf_counter()
@@ -291,28 +314,14 @@ class Trainer:
         stats = self.update(seqs)
         t2 = time.perf_counter()
         if self.samples is not None:  # None outside train() (a bare train_step writes no samples)
-            self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos)
+            self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos + share.start)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
-        leaves = [t for tree in batch.trees for t in tree.leaves]
-        gen_total = sum(tree.generated_tokens()[0] for tree in batch.trees)
-        gen_unique = sum(tree.generated_tokens()[1] for tree in batch.trees)
-        st = batch.stats
-        metrics = {
-            "reward": float(np.mean([t.reward for t in leaves])),
-            "accuracy": float(np.mean([t.reward >= 1.0 for t in leaves])),
-            "tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in leaves])),
-            "branches": st.branches, "branch_attempts": st.branch_attempts, "topups": st.topups,
-            "branch_entropy": float(np.mean(st.branch_entropies)) if st.branch_entropies else float("nan"),
-            "initial_n": float(np.mean(st.initial_n)),
-            "response_tokens": float(np.mean([len(t.token_ids) - t.prompt_len for t in leaves])),
-            "generated_tokens": st.generated_tokens, "leaf_model_tokens": gen_total,
-            "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
-            "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
-            "time_rollout": t1 - t0, "time_update": t2 - t1,
-            **stats, **extra,
-        }
-        return metrics
+        summary = rollout_summary(batch, t1 - t0, t2 - t1)
+        if self.dist.enabled:  # the global step's lists: every rank's leaves
+            summary = merge(D.all_gather_objects(summary))
+        return {**rollout_metrics(summary), **stats, **extra, "world_size": self.dist.world_size,
+                "prompts": summary["prompts"], "leaves": len(summary["rewards"])}
 
     def evaluate(self) -> dict[str, float]:
         """Built-in evaluation: greedy rollouts (no branching) of ``eval_prompts`` held-out tasks."""
@@ -370,6 +379,10 @@ class Trainer:
         return metrics
 
     def save(self) -> Path:
+        if self.dist.enabled:  # every rank writes its part, rank 0 commits
+            return dist_checkpoint.save(self.ckpt_dir, self.step, self.dist, self.model, self.policy_model,
+                                        self.optimizer, {"data_pos": self.data_pos, "config": self.cfg.to_dict()},
+                                        self.branch_rng, self.cfg.keep_checkpoints, self.tokenizer)
         return save_checkpoint(self.ckpt_dir, self.step, self.model, self.optimizer,
                                {"data_pos": self.data_pos, "config": self.cfg.to_dict()}, self.branch_rng,
                                keep=self.cfg.keep_checkpoints, tokenizer=self.tokenizer)
@@ -382,30 +395,35 @@ class Trainer:
         history: list[dict[str, float]] = []
         if self.step >= cfg.steps:  # nothing to do: the folder stays as it is
             return history
-        record_settings(cfg, self._forced, self.step)
-        self._forced = []
-        self.metrics = metrics = MetricsLogger(self.out, cfg.tensorboard,
-                                               resume_step=self.step if self.resumed_from else None)
-        tokenizer = self.tokenizer
-        self.samples = SampleWriter(self.out, cfg.samples_per_step, lambda ids: str(tokenizer.decode(list(ids))),
-                                    resume_step=self.step if self.resumed_from else None,
-                                    tensorboard=metrics.writer)
+        main = self.dist.is_main  # rank 0 writes the folder; other ranks only compute
+        if main:
+            record_settings(cfg, self._forced, self.step)
+            self._forced = []
+            self.metrics = MetricsLogger(self.out, cfg.tensorboard,
+                                         resume_step=self.step if self.resumed_from else None)
+            tokenizer = self.tokenizer
+            self.samples = SampleWriter(self.out, cfg.samples_per_step, lambda ids: str(tokenizer.decode(list(ids))),
+                                        resume_step=self.step if self.resumed_from else None,
+                                        tensorboard=self.metrics.writer)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not cfg.progress)
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                            disable=not (cfg.progress and main))
         with progress:
             bar = progress.add_task(cfg.rollout.algorithm, total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 m = self.train_step()
-                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and main:
                     m.update(self.evaluate())
-                metrics.log(self.step, m)
+                if self.metrics is not None:
+                    self.metrics.log(self.step, m)
                 history.append(m)
                 if cfg.save_every and (self.step % cfg.save_every == 0 or self.step == cfg.steps):
                     self.save()
                 progress.update(bar, completed=self.step,
                                 info=f"reward {m['reward']:.3f} acc {m['accuracy']:.2f} "
                                      f"calls {m['tool_calls_per_sample']:.2f} br {m['branches']}")
-        metrics.close()
+        if self.metrics is not None:
+            self.metrics.close()
         return history
 
     def close(self) -> None:
@@ -417,6 +435,8 @@ class Trainer:
                 pool.close()
         finally:
             self._lock.release()
+            if self.dist.enabled:
+                D.close()
 
     def __enter__(self) -> Trainer:
         return self
