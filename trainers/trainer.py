@@ -302,6 +302,8 @@ class Trainer:
             "reward": float(np.mean([t.reward for t in leaves])),
             "accuracy": float(np.mean([t.reward >= 1.0 for t in leaves])),
             "tool_calls_per_sample": float(np.mean([len(t.tool_calls) for t in leaves])),
+            "tool_calls_executed": st.tool_calls,  # each call once: branches inherit their parents' calls
+            "tool_calls_executed_per_sample": st.tool_calls / len(leaves) if leaves else 0.0,
             "branches": st.branches, "branch_attempts": st.branch_attempts, "topups": st.topups,
             "branch_entropy": float(np.mean(st.branch_entropies)) if st.branch_entropies else float("nan"),
             "initial_n": float(np.mean(st.initial_n)),
@@ -309,7 +311,7 @@ class Trainer:
             "generated_tokens": st.generated_tokens, "leaf_model_tokens": gen_total,
             "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
             "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
-            "time_rollout": t1 - t0, "time_update": t2 - t1,
+            "time_rollout": t1 - t0, "time_update": t2 - t1, "time_step": t2 - t0,
             **stats, **extra,
         }
         return metrics
