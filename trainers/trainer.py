@@ -147,9 +147,19 @@ class Trainer:
             targets: Any = cfg.lora_target_modules
             if targets != "all-linear":
                 targets = [t.strip() for t in targets.split(",")]
+            layers = None
+            if cfg.lora_layers:
+                n_layers = int(model.config.num_hidden_layers)
+                layers = sorted({i % n_layers for i in cfg.lora_layers})
+                if any(not -n_layers <= i < n_layers for i in cfg.lora_layers):
+                    raise ValueError(f"TrainConfig.lora_layers: {cfg.lora_layers} outside the model's "
+                                     f"{n_layers} layers (use 0..{n_layers - 1} or negative indices)")
+                if targets == "all-linear":  # peft needs names with layers_to_transform: the layers' linears
+                    targets = sorted({n.rsplit(".", 1)[-1] for n, mod in model.named_modules()
+                                      if isinstance(mod, torch.nn.Linear) and ".layers." in n})
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                      lora_dropout=cfg.lora_dropout, target_modules=targets,
-                                                     task_type="CAUSAL_LM"))
+                                                     layers_to_transform=layers, task_type="CAUSAL_LM"))
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.model = model
@@ -245,10 +255,12 @@ class Trainer:
                 adv[j, :n - 1] = torch.tensor(r["adv"][1:], dtype=torch.float)
             micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev)})
         total = float(sum(m["mask"].sum().item() for m in micro))
+        reuse = cfg.reuse_old_logprobs and cfg.ppo_epochs == 1 and self.ref_model is None
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
         with torch.no_grad():
             for m in micro:
-                m["old"] = self._logprobs(self.model, m["ids"], m["attn"])
+                if not reuse:
+                    m["old"] = self._logprobs(self.model, m["ids"], m["attn"])
                 if self.ref_model is not None:
                     m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
         self.model.train()
@@ -258,7 +270,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             for m in micro:
                 logp = self._logprobs(self.model, m["ids"], m["attn"])
-                out = ppo_dual_clip_loss(logp, m["old"], m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                out = ppo_dual_clip_loss(logp, logp.detach() if reuse else m["old"], m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                                          dual_clip_c=cfg.dual_clip_c, entropy_balanced=cfg.entropy_balanced_clip)
                 per_token = out.per_token
                 if self.ref_model is not None:
