@@ -78,17 +78,19 @@ def run_one(args: argparse.Namespace, algo: str, seed: int, out: Path) -> Path:
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over the run, over its first k and last k steps (k = min(5, steps // 2), at least 1)."""
     def mean(key: str, part: list[dict[str, Any]]) -> float:
         vals = [r[key] for r in part if r.get(key) is not None]
         return sum(vals) / len(vals) if vals else float("nan")
-    last = rows[-5:]
-    return {"steps": len(rows), "accuracy_first5": mean("accuracy", rows[:5]), "accuracy_last5": mean("accuracy", last),
-            "accuracy_last": rows[-1]["accuracy"], "accuracy_mean": mean("accuracy", rows),
-            "reward_first5": mean("reward", rows[:5]), "reward_last5": mean("reward", last),
-            "tool_calls_per_sample": mean("tool_calls_per_sample", rows),
-            "tool_calls_per_sample_last5": mean("tool_calls_per_sample", last),
-            "tool_calls_executed_per_sample": mean("tool_calls_executed_per_sample", rows),
-            "branches_per_step": mean("branches", rows), "seconds_per_step": mean("time_step", rows)}
+    k = max(1, min(5, len(rows) // 2))
+    first, last = rows[:k], rows[-k:]
+    out: dict[str, float] = {"steps": len(rows), "k": k}
+    for key in ("reward", "accuracy", "tool_calls_per_sample", "tool_calls_executed_per_sample", "branches",
+                "time_step"):
+        out[f"{key}_mean"] = mean(key, rows)
+        out[f"{key}_first_k"] = mean(key, first)
+        out[f"{key}_last_k"] = mean(key, last)
+    return out
 
 
 def plot_and_summarize(args: argparse.Namespace, out: Path) -> dict[str, Any]:
