@@ -9,11 +9,11 @@ per step and seconds per step.
 The model is SmolLM2-135M-Instruct (embedded) with a LoRA adapter merged in (``--adapter``, default the
 shipped agents/adapters/smollm2-tools; ``none`` for the raw model); its sha256 goes into the summary.
 
-CPU run of bench/results/README.md (calculator, 5 terms of 4 digits, 20 steps x 4 prompts x M=4):
-    python bench/compare_arpo_grpo.py --env-kwargs '{"digits": 4, "terms": 5}' --steps 20 --prompts 4 \\
-        --generations 4 --completion-tokens 384 --turn-tokens 192 --lr 2e-5 --seeds 0 --tag smollm2_calc_d4t5
+CPU run of bench/results/README.md and docs/arpo-vs-grpo.md (Python-v0, 20 steps x 1 prompt x M=4):
+    python bench/compare_arpo_grpo.py --env-id arpo/Python-v0 --steps 20 --prompts 1 --generations 4 \
+        --completion-tokens 320 --turn-tokens 128 --lr 1e-4 --lora-layers -4 -3 -2 -1 --seeds 0 --tag smollm2_python
 Redraw the plot and summary from the JSONL files already there (e.g. after adding a seed):
-    python bench/compare_arpo_grpo.py --plot-only --seeds 0 1 --tag smollm2_calc_d4t5
+    python bench/compare_arpo_grpo.py --plot-only --seeds 0 1 --tag smollm2_python (plus the run's flags)
 CPU pipeline check (tiny random model; proves the pipeline, says nothing about learning):
     python bench/compare_arpo_grpo.py --model tiny --steps 3 --prompts 2 --generations 4 --tag cpu_tiny_pipeline
 """
