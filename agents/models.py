@@ -40,12 +40,14 @@ def default_adapter() -> Path | None:
 
 
 def merge_adapter(model: Any, adapter: str | os.PathLike) -> Any:
-    """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights (a plain model again)."""
+    """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights (a plain model again, every
+    weight trainable as in any freshly loaded model: peft freezes the base weights while the adapter is on)."""
     require("agents", "peft", needed_by="the tool-use adapter of the embedded model (or pass base_only)")
     from peft import PeftModel
 
     from arpo_env.checkpoints import sha256_file
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.requires_grad_(True)  # else full fine-tuning of the merged model finds no parameter to train
     # Provenance: result folders record (and fingerprint) the adapter, so base and fine-tuned rows never mix.
     merged.arpo_adapter = {"name": Path(adapter).name,
                            "sha256": sha256_file(Path(adapter) / "adapter_model.safetensors")}

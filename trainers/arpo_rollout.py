@@ -99,6 +99,9 @@ class RolloutStats:
     tool_seconds: float = 0.0
     generated_tokens: int = 0
     """Tokens the backend generated (each once: shared prefixes are generated once)."""
+    tool_calls: int = 0
+    """Tool calls executed (each once: a fork inherits its parent's calls without running them again, so for
+    ``arpo`` this is at most the sum of the leaves' ``len(tool_calls)``; for ``grpo`` it equals it)."""
     resampled: int = 0
     """Prompt trees dropped and sampled again because their env worker died."""
 
@@ -201,6 +204,7 @@ class ARPORollout(Generic[S]):
         stats.tool_seconds += time.perf_counter() - t1
         stats.gen_seconds += t1 - t0
         stats.generated_tokens += sum(len(g.token_ids) for g in gens)
+        stats.tool_calls += sum(1 for s in states if s.last_turn is not None and s.last_turn.is_tool_call)
         stats.rounds += 1
 
     # ----- the algorithm ---------------------------------------------------------------------------------

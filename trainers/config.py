@@ -127,6 +127,10 @@ class TrainConfig:
     """LoRA dropout."""
     lora_target_modules: str = "all-linear"
     """peft ``target_modules``: ``all-linear`` or a comma-separated list of module names."""
+    lora_layers: list[int] = field(default_factory=list)
+    """With ``lora``: adapt only these decoder layers (peft ``layers_to_transform``; negative indices count
+    from the end, ``[-4, -3, -2, -1]`` is the last four); empty adapts every layer. The backward pass then
+    stops at the lowest adapted layer, which is what makes CPU runs affordable."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, more time)."""
 
@@ -202,6 +206,11 @@ class TrainConfig:
     """KL penalty to the reference model (k3 estimator); 0 means no reference model is built at all."""
     ppo_epochs: int = 1
     """Passes over each step's rollouts (ARPO: 1)."""
+    reuse_old_logprobs: bool = False
+    """With ``ppo_epochs=1``: the old log-probs are the update pass's own, detached, instead of a separate
+    no-grad pass first (ratio 1 at every token, as the recomputed ones give, since the single optimizer step
+    comes after all micro-batches). Exact for models without dropout (SmolLM2, Qwen2.5); saves one forward
+    pass per sequence. Ignored with ``ppo_epochs > 1`` or a reference model (always recomputed there)."""
     lr: float = 1e-6
     """AdamW learning rate (constant)."""
     weight_decay: float = 0.01

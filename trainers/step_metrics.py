@@ -14,8 +14,9 @@ import numpy as np
 
 from arpo_env.trainers.arpo_rollout import RolloutBatch
 
-SUMS = ("branches", "branch_attempts", "topups", "generated_tokens", "gen_total", "gen_unique", "prompts")
-MAXES = ("time_gen", "time_tools", "time_rollout", "time_update")
+SUMS = ("tool_calls_executed", "branches", "branch_attempts", "topups", "generated_tokens", "gen_total", "gen_unique",
+        "prompts")
+MAXES = ("time_gen", "time_tools", "time_rollout", "time_update", "time_step")
 
 
 def rollout_summary(batch: RolloutBatch, time_rollout: float, time_update: float) -> dict[str, Any]:
@@ -26,12 +27,13 @@ def rollout_summary(batch: RolloutBatch, time_rollout: float, time_update: float
         "rewards": [float(t.reward) for t in leaves], "tool_calls": [len(t.tool_calls) for t in leaves],
         "response_tokens": [len(t.token_ids) - t.prompt_len for t in leaves],
         "branch_entropies": [float(h) for h in st.branch_entropies], "initial_n": list(st.initial_n),
+        "tool_calls_executed": st.tool_calls,  # each call once: branches inherit their parents' calls
         "branches": st.branches, "branch_attempts": st.branch_attempts, "topups": st.topups,
         "generated_tokens": st.generated_tokens, "prompts": len(batch.trees),
         "gen_total": sum(tree.generated_tokens()[0] for tree in batch.trees),
         "gen_unique": sum(tree.generated_tokens()[1] for tree in batch.trees),
         "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
-        "time_rollout": time_rollout, "time_update": time_update,
+        "time_rollout": time_rollout, "time_update": time_update, "time_step": time_rollout + time_update,
     }
 
 
@@ -55,6 +57,8 @@ def rollout_metrics(s: dict[str, Any]) -> dict[str, Any]:
         "reward": float(np.mean(s["rewards"])),
         "accuracy": float(np.mean([r >= 1.0 for r in s["rewards"]])),
         "tool_calls_per_sample": float(np.mean(s["tool_calls"])),
+        "tool_calls_executed": s["tool_calls_executed"],
+        "tool_calls_executed_per_sample": s["tool_calls_executed"] / len(s["rewards"]) if s["rewards"] else 0.0,
         "branches": s["branches"], "branch_attempts": s["branch_attempts"], "topups": s["topups"],
         "branch_entropy": float(np.mean(s["branch_entropies"])) if s["branch_entropies"] else float("nan"),
         "initial_n": float(np.mean(s["initial_n"])),
@@ -62,5 +66,5 @@ def rollout_metrics(s: dict[str, Any]) -> dict[str, Any]:
         "generated_tokens": s["generated_tokens"], "leaf_model_tokens": gen_total,
         "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
         "time_gen": s["time_gen"], "time_tools": s["time_tools"],
-        "time_rollout": s["time_rollout"], "time_update": s["time_update"],
+        "time_rollout": s["time_rollout"], "time_update": s["time_update"], "time_step": s["time_step"],
     }

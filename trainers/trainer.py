@@ -155,9 +155,19 @@ class Trainer:
             targets: Any = cfg.lora_target_modules
             if targets != "all-linear":
                 targets = [t.strip() for t in targets.split(",")]
+            layers = None
+            if cfg.lora_layers:
+                n_layers = int(model.config.num_hidden_layers)
+                layers = sorted({i % n_layers for i in cfg.lora_layers})
+                if any(not -n_layers <= i < n_layers for i in cfg.lora_layers):
+                    raise ValueError(f"TrainConfig.lora_layers: {cfg.lora_layers} outside the model's "
+                                     f"{n_layers} layers (use 0..{n_layers - 1} or negative indices)")
+                if targets == "all-linear":  # peft needs names with layers_to_transform: the layers' linears
+                    targets = sorted({n.rsplit(".", 1)[-1] for n, mod in model.named_modules()
+                                      if isinstance(mod, torch.nn.Linear) and ".layers." in n})
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                      lora_dropout=cfg.lora_dropout, target_modules=targets,
-                                                     task_type="CAUSAL_LM"))
+                                                     layers_to_transform=layers, task_type="CAUSAL_LM"))
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.policy_model = D.full_copy(model, self.dist)  # rollouts and old log-probs (never communicates)
@@ -265,10 +275,12 @@ class Trainer:
         if total == 0:
             return {"loss": 0.0, "trained_tokens": 0}
         micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
+        reuse = cfg.reuse_old_logprobs and cfg.ppo_epochs == 1 and self.ref_model is None
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
         with torch.no_grad():
             for m in micro:
-                m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
+                if not reuse:
+                    m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
                 if self.ref_model is not None:
                     m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
         self.train_model.train()
@@ -278,7 +290,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             for m in micro:
                 logp = self._logprobs(self.train_model, m["ids"], m["attn"])
-                out = ppo_dual_clip_loss(logp, m["old"], m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                old = logp.detach() if reuse else m["old"]
+                out = ppo_dual_clip_loss(logp, old, m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                                          dual_clip_c=cfg.dual_clip_c, entropy_balanced=cfg.entropy_balanced_clip)
                 per_token = out.per_token
                 if self.ref_model is not None:
@@ -317,11 +330,14 @@ class Trainer:
             self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos + share.start)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
-        summary = rollout_summary(batch, t1 - t0, t2 - t1)
-        if self.dist.enabled:  # the global step's lists: every rank's leaves
-            summary = merge(D.all_gather_objects(summary))
-        return {**rollout_metrics(summary), **stats, **extra, "world_size": self.dist.world_size,
-                "prompts": summary["prompts"], "leaves": len(summary["rewards"])}
+        total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
+        if total == 0:
+            return {"loss": 0.0, "trained_tokens": 0}
+        micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
+        self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
+        with torch.no_grad():
+            for m in micro:
+                m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
 
     def evaluate(self) -> dict[str, float]:
         """Built-in evaluation: greedy rollouts (no branching) of ``eval_prompts`` held-out tasks."""

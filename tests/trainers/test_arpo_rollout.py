@@ -158,3 +158,17 @@ def test_branching_follows_the_envs_tool_call_fact():
         prefix = "".join(map(chr, leaf.token_ids[:leaf.branch_at]))
         assert prefix.endswith("</result>") and "Error" in prefix.rsplit("<result>", 1)[1]
         assert tree.leaves[leaf.parent].token_ids[:leaf.branch_at] == leaf.token_ids[:leaf.branch_at]
+
+
+def test_executed_tool_calls_count_inherited_calls_once():
+    """``stats.tool_calls`` counts the calls the envs ran: GRPO's M independent leaves run every call of every
+    leaf; an ARPO branch inherits its parent's calls up to the fork, so the tree runs fewer calls than its
+    leaves list, exactly the leaves' calls minus those made inside each branch's shared prefix."""
+    grpo = make_rollout(calculator_script(delta=1.0), algorithm="grpo").run([TASK], SamplingParams(temperature=1.0))
+    assert grpo.stats.tool_calls == sum(len(t.tool_calls) for t in grpo.trees[0].leaves) == 8 * 3
+    arpo = make_rollout(calculator_script(delta=1.0), seed=3).run([TASK, TASK], SamplingParams(temperature=1.0))
+    assert arpo.stats.branches > 0
+    listed = sum(len(t.tool_calls) for tree in arpo.trees for t in tree.leaves)
+    inherited = sum(sum(1 for c in t.tool_calls if t.turn_spans[c.turn][1] <= t.branch_at)
+                    for tree in arpo.trees for t in tree.leaves if t.branch_at is not None)
+    assert inherited > 0 and arpo.stats.tool_calls == listed - inherited < listed
