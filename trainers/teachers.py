@@ -47,6 +47,8 @@ def mine_qa_questions(parquet: str | Path, out: str | Path = QA_QUESTIONS, *, ye
     gold (at most ``max_answer_words`` words) is in the top-5 results of the question and in at most
     ``max_passages`` corpus passages (so common words like nationalities, found by chance, are out), and ``yesno``
     random yes/no rows; benchmark test questions are dropped. Returns the counts."""
+    from arpo_env.extras import require
+    require("train", "pyarrow", needed_by="reading ARPO's parquet training set")
     import pyarrow.parquet as pq
 
     from arpo_env.envs.search.base import format_hits
