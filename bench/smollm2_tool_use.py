@@ -8,6 +8,10 @@ benchmark F1 for ``hotpotqa``), mean reward, and time. Suites: ``calculator`` an
 ``hotpotqa_offline`` in Search-v0 (the traces use synthetic corpus questions only).
 
     python bench/smollm2_tool_use.py --tasks 20 --suites calculator,python,hotpotqa
+    python bench/smollm2_tool_use.py --models adapter --adapter runs/new-adapter   # a candidate adapter
+
+Suite ``gsm8k``: the first N GSM8K test questions in ``arpo/Python-v0`` (its benchmark env, 3 calls),
+scored by the env's reward (> 0 = correct).
 """
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ def run_suite(agent, suite: str, n: int, params) -> dict:
     import arpo_env
     from arpo_env.rewards import token_f1
     options = None
-    if suite == "hotpotqa":
+    if suite in ("hotpotqa", "gsm8k"):
         from arpo_env.benchmarks.registry import get_benchmark
-        tasks = get_benchmark("hotpotqa_offline").load(limit=n)
-        envs = [arpo_env.make("arpo/Search-v0") for _ in tasks]
+        tasks = get_benchmark({"hotpotqa": "hotpotqa_offline", "gsm8k": "gsm8k"}[suite]).load(limit=n)
+        env_id, kw = ("arpo/Search-v0", {}) if suite == "hotpotqa" else ("arpo/Python-v0", {"max_tool_calls": 3})
+        envs = [arpo_env.make(env_id, **kw) for _ in tasks]
         options = [{"task": t} for t in tasks]
     else:
         env_id = {"calculator": "arpo/Calculator-v0", "python": "arpo/Python-v0"}[suite]
@@ -50,7 +55,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--suites", default="calculator,python,hotpotqa")
-    ap.add_argument("--models", default="base,sft", help="base (raw), sft (embedded default = base + adapter)")
+    ap.add_argument("--models", default="base,sft",
+                    help="base (raw), sft (embedded default = base + shipped adapter), adapter (base + --adapter)")
+    ap.add_argument("--adapter", default=None, help="a LoRA adapter folder for the 'adapter' model (e.g. a new run)")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="per model turn")
     ap.add_argument("--max-response-tokens", type=int, default=640)
     ap.add_argument("--temperature", type=float, default=0.6)
@@ -65,7 +72,12 @@ def main() -> None:
     out: dict = {"bench": "smollm2_tool_use", "threads": torch.get_num_threads(), "tasks": args.tasks, "results": {}}
     for name in args.models.split(","):
         torch.manual_seed(args.seed)
-        agent = load_agent("hf", None, max_response_tokens=args.max_response_tokens, base_only=(name == "base"))
+        agent = load_agent("hf", None, max_response_tokens=args.max_response_tokens, base_only=(name != "sft"))
+        if name == "adapter":
+            from arpo_env.agents.models import merge_adapter
+            if not args.adapter:
+                ap.error("--models adapter needs --adapter DIR")
+            agent.backend.model = merge_adapter(agent.backend.model, args.adapter)
         params = arpo_env.SamplingParams(temperature=args.temperature, top_p=0.95, top_k=20, repetition_penalty=1.1,
                                          max_new_tokens=args.max_new_tokens, seed=args.seed)
         for suite in args.suites.split(","):

@@ -244,7 +244,7 @@ def demo_command(
     model: Optional[str] = typer.Option(None, help="Model (default: the embedded SmolLM2-135M-Instruct)."),
     backend: str = typer.Option("hf", help="Agent backend."),
     max_new_tokens: int = typer.Option(192, help="Per model turn (small, for a laptop CPU)."),
-    max_response_tokens: int = typer.Option(512, help="Per episode, tool results included."),
+    max_response_tokens: int = typer.Option(1024, help="Per episode, tool results included (one search result is 300-600)."),
     base_only: bool = typer.Option(False, "--base-only", help="Only the raw embedded model (no fine-tuned row)."),
 ) -> None:
     """Evaluate the default model offline on a small slice of a few benchmarks; prints a leaderboard."""

@@ -42,13 +42,15 @@ def _install_hint(env_id: str) -> str:
 
 def run_demo(out: str = "arpo-demo", limit: int = 3, benchmarks: Sequence[str] = ("gsm8k", "hotpotqa_offline"),
              model: str | None = None, backend: str = "hf", max_new_tokens: int = 192,
-             max_response_tokens: int = 512, concurrency: int = 4, progress: bool = True,
+             max_response_tokens: int = 1024, concurrency: int = 4, progress: bool = True,
              base_only: bool = False) -> str:
     """Run the demo; returns (and prints) the Markdown leaderboard.
 
     With the embedded model (``model=None``, backend ``hf``) and a shipped tool-use adapter, two rows are
     played: the fine-tuned default (method ``sft``, folder ``out``) and the raw model (method ``base``,
-    folder ``out-base``); ``base_only`` plays the raw model alone."""
+    folder ``out-base``); ``base_only`` plays the raw model alone. ``max_response_tokens`` counts tool
+    results: one search result (5 pages of up to 500 characters) is 300 to 600 tokens, so the default leaves
+    room for a search and the answer after it (512 cut most search episodes before their answer)."""
     from rich.console import Console
     from rich.markup import escape
 

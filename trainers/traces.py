@@ -11,18 +11,24 @@ Teachers:
 - ``search`` (Search-v0 / MultiTool-v0): synthetic single-hop questions built from the bundled corpus
   ("What is TITLE?", gold = the "is a ..." phrase of the passage's first sentence), a search for the
   title (sometimes the question first), then the answer copied from the gold. The shipped HotpotQA
-  training questions are also the ``hotpotqa_offline`` benchmark, so they are NOT used (decontamination).
+  training questions are also the ``hotpotqa_offline`` benchmark, so they are NOT used (decontamination);
+- ``qa`` and ``word`` (:mod:`arpo_env.trainers.teachers`): ARPO's multi-hop training questions answered
+  with a span copied from the search results, and generated word problems solved in Python.
+
+``arpo traces --env ENV_ID=N`` uses the env's default teacher (:data:`DEFAULT_TEACHER`);
+``--env ENV_ID:TEACHER=N`` picks one (e.g. ``arpo/Search-v0:qa=60``, ``arpo/Python-v0:word=40``).
 
 Decontamination (:func:`check_decontaminated`): every question of every shipped benchmark test set
 (:func:`arpo_env.benchmarks.registry.list_benchmarks`, loaded from the shipped files) is normalised
 (lower case, alphanumerics only) and any trajectory whose question matches fails the generator.
 
-Not covered: browse demonstrations, multi-hop search teachers, GSM8K-style word problems.
+Not covered: browse demonstrations, two-hop search demonstrations.
 """
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -141,31 +147,57 @@ def corpus_tasks() -> list[Any]:
     return out
 
 
-TEACHERS: dict[str, Callable[[Any, np.random.Generator], Turns]] = {
-    "arpo/Calculator-v0": _calc, "arpo/Python-v0": _python, "arpo/Search-v0": _search,
-    "arpo/MultiTool-v0": _search,
-}
+def _corpus_pool(n: int, seed: int) -> list[Any]:
+    return corpus_tasks()
 
 
-def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> tuple[list[Example], int]:
-    """``n`` teacher trajectories in ``env_id``; returns (kept examples, dropped count)."""
+def _qa_pool(n: int, seed: int) -> list[Any]:
+    from arpo_env.trainers.teachers import load_qa_tasks
+    return load_qa_tasks()
+
+
+def _word_pool(n: int, seed: int) -> list[Any]:
+    from arpo_env.trainers.teachers import word_tasks
+    return word_tasks(n, seed)
+
+
+def _teachers() -> dict[str, tuple[Callable[[Any, np.random.Generator], Turns], Callable[[int, int], list[Any]] | None]]:
+    from arpo_env.trainers.teachers import qa_teacher, word_teacher
+    return {"calculator": (_calc, None), "python": (_python, None), "search": (_search, _corpus_pool),
+            "qa": (qa_teacher, _qa_pool), "word": (word_teacher, _word_pool)}
+
+
+DEFAULT_TEACHER = {"arpo/Calculator-v0": "calculator", "arpo/Python-v0": "python", "arpo/Search-v0": "search",
+                   "arpo/MultiTool-v0": "search"}
+"""The teacher of an env when ``arpo traces --env ENV=N`` names none (``ENV:TEACHER=N`` picks one)."""
+TEACHER_NAMES = ("calculator", "python", "search", "qa", "word")
+
+
+def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
+         teacher: str | None = None) -> tuple[list[Example], int]:
+    """``n`` trajectories of ``teacher`` (default: :data:`DEFAULT_TEACHER` of ``env_id``) in ``env_id``;
+    returns (kept examples, dropped count). Teachers with a task pool play pool items in a seeded order."""
     import arpo_env
-    teacher = TEACHERS.get(env_id)
-    if teacher is None:
-        raise ValueError(f"no teacher for {env_id}; choose one of {', '.join(TEACHERS)}")
+    name = teacher or DEFAULT_TEACHER.get(env_id)
+    teachers = _teachers()
+    if name is None or name not in teachers:
+        raise ValueError(f"no teacher {name!r} for {env_id}; use ENV:TEACHER=N with a teacher of "
+                         f"{', '.join(TEACHER_NAMES)}, or an env of {', '.join(DEFAULT_TEACHER)}")
+    turns, pool_fn = teachers[name]
     env = arpo_env.make(env_id, **(env_kwargs or {}))
-    pool = corpus_tasks() if teacher is _search else None
+    pool = pool_fn(n, seed) if pool_fn is not None else None
+    order = np.random.default_rng([seed, 7, zlib.crc32(env_id.encode())]).permutation(len(pool)) if pool else None
     kept, dropped = [], 0
     try:
         for i in range(n):
             s = seed * 100003 + i
             rng = np.random.default_rng([seed, i])
             options = None
-            if pool is not None:
-                options = {"task": pool[int(np.random.default_rng([seed, i, 7]).integers(len(pool)))]}
+            if pool is not None and order is not None:
+                options = {"task": pool[int(order[i % len(pool)])]}
             _, info = env.reset(seed=s, options=options)
             task = env.unwrapped.episode.task
-            gen = teacher(task, rng)
+            gen = turns(task, rng)
             segments: list[tuple[str, bool]] = []
             obs: str | None = None
             reward, done = 0.0, False
@@ -183,7 +215,8 @@ def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None =
                 pass
             msgs = info["messages"]
             if done and reward > 0:
-                kept.append(Example(msgs[0]["content"], msgs[1]["content"], segments, source=f"{env_id}#{i}"))
+                kept.append(Example(msgs[0]["content"], msgs[1]["content"], segments,
+                                    source=f"{env_id}:{name}#{i}"))
             else:
                 dropped += 1
     finally:
@@ -192,13 +225,14 @@ def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None =
 
 
 def write_traces(out: str | Path, counts: dict[str, int], seed: int = 0) -> dict[str, Any]:
-    """Play ``counts`` (env id -> trajectories), check decontamination, write ShareGPT JSONL to ``out``."""
+    """Play ``counts`` (``ENV_ID`` or ``ENV_ID:TEACHER`` -> trajectories), check decontamination, write ShareGPT JSONL to ``out``."""
     examples: list[Example] = []
     report: dict[str, Any] = {}
-    for env_id, n in counts.items():
-        kept, dropped = play(env_id, n, seed)
+    for key, n in counts.items():
+        env_id, _, teacher = key.partition(":")
+        kept, dropped = play(env_id, n, seed, teacher=teacher or None)
         examples += kept
-        report[env_id] = {"kept": len(kept), "dropped": dropped}
+        report[key] = {"kept": len(kept), "dropped": dropped}
     check_decontaminated(examples)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:

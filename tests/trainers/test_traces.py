@@ -50,3 +50,46 @@ def test_decontamination_check_rejects_a_benchmark_question():
     kept[0].user = leaked
     with pytest.raises(DecontaminationError):
         check_decontaminated(kept, questions)
+
+
+@pytest.mark.parametrize("env_id,teacher", [("arpo/Search-v0", "qa"), ("arpo/MultiTool-v0", "qa"),
+                                            ("arpo/Python-v0", "word")])
+def test_answer_from_tool_teachers_score_and_box_what_the_tool_showed(env_id, teacher):
+    kept, dropped = play(env_id, 5, seed=2, teacher=teacher)
+    assert dropped == 0 and len(kept) == 5
+    for ex in kept:
+        obs = "".join(t for t, m in ex.segments if not m)
+        boxed = ex.segments[-1][0].split("\\boxed{")[1].split("}")[0]
+        if teacher == "word" or "says:" in ex.segments[-1][0]:
+            assert boxed.lower() in obs.lower()  # the answer is copied from the tool's real output
+
+
+def test_unknown_teacher_is_a_clear_error():
+    with pytest.raises(ValueError, match="ENV:TEACHER"):
+        play("arpo/Search-v0", 1, teacher="nope")
+
+
+def test_shipped_training_questions_are_not_benchmark_questions():
+    from arpo_env.trainers.teachers import load_qa_tasks
+    from arpo_env.trainers.traces import normalize
+    tasks = load_qa_tasks()
+    assert len(tasks) > 50 and {t.metadata["kind"] for t in tasks} == {"span", "yesno"}
+    assert not {normalize(t.question) for t in tasks} & benchmark_questions()
+
+
+def test_evidence_is_the_sentence_of_the_page_holding_the_answer():
+    from arpo_env.trainers.teachers import _evidence
+    obs = ("<result>\nPage 1: Foo: Foo is a town. It has a mill.\n"
+           "Page 2: Bar (band): Bar is a band. It was formed in Leeds in 1990. It split.\n</result>")
+    assert _evidence(obs, "leeds") == (2, "It was formed in Leeds in 1990", "Leeds")
+    assert _evidence(obs, "Lee") is None  # whole words only
+
+
+def test_word_problems_are_deterministic_and_their_code_computes_the_answer():
+    from arpo_env.trainers.teachers import word_tasks
+    a, b = word_tasks(16, 3), word_tasks(16, 3)
+    assert [t.question for t in a] == [t.question for t in b] and len({t.question for t in a}) > 10
+    for t in a:
+        scope: dict = {}
+        exec("\n".join(t.metadata["code"]), scope)  # noqa: S102 - the generator's own arithmetic
+        assert str(scope["answer"]) == t.answer[0]
