@@ -12,7 +12,11 @@ One step:
 
 Precision: weights and optimizer state stay float32; on CUDA the forward passes (rollout and update) run
 under bf16 autocast (``dtype=auto``), so small AdamW updates are not lost to bf16 rounding.
-Not covered: multi-GPU (FSDP) training, vLLM rollouts with weight sync.
+Rollouts come from ``rollout_backend`` (:mod:`arpo_env.trainers.rollout_engine`): the trainer's model
+(``hf``) or a vLLM engine that holds the weight version of the trainer's step (checked before each rollout)
+and gets every optimizer step's weights pushed (verified by fingerprint); ``rollout_logprob_gap`` is the mean
+|sampler log-prob - recomputed old log-prob| over trained tokens.
+Not covered: multi-GPU (FSDP) training.
 """
 from __future__ import annotations
 
@@ -48,8 +52,10 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+from arpo_env.trainers.rollout_engine import logprob_gap
 from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
+from arpo_env.trainers.weight_sync import WeightSyncError
 
 if TYPE_CHECKING:
     from arpo_env.agents.rollout import RolloutState
@@ -122,7 +128,7 @@ class Trainer:
     def _build(self, eval_fn: EvalFn | None, model: Any, tokenizer: Any) -> None:
         import arpo_env
         from arpo_env.agents import Agent
-        from arpo_env.agents.backends.hf import HFBackend
+        from arpo_env.trainers.rollout_engine import make_rollout_engine
 
         cfg = self.cfg
         for module in cfg.imports:
@@ -156,7 +162,8 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=tuple(cfg.adam_betas))
-        self.backend = HFBackend(model, tokenizer, max_batch_size=cfg.max_batch_size)
+        self.engine = make_rollout_engine(cfg, model, tokenizer, self.device.type)  # holds version 0
+        self.backend = self.engine.backend
         self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
                            tool_workers=cfg.tool_workers)
         self.branch_rng = np.random.default_rng([cfg.seed, 1])
@@ -178,6 +185,7 @@ class Trainer:
             last, state = found
             self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
             self.resumed_from = last
+            self.engine.push(self.model, self.step)
             log.info("resumed from %s (step %d)", last, self.step)
 
     # ----- helpers --------------------------------------------------------------------------------------
@@ -213,7 +221,7 @@ class Trainer:
             adv = grpo_advantages([t.reward for t in tree.leaves], self.cfg.adv_eps)
             for leaf, ta in zip(tree.leaves, token_advantages(tree, adv, self.cfg.advantage)):
                 seqs.append({"ids": leaf.token_ids, "mask": ta.train_mask, "adv": ta.advantages,
-                             "ent": leaf.entropies})
+                             "ent": leaf.entropies, "lp": leaf.logprobs})
         if self.cfg.entropy_aware_advantage:
             new, extra = entropy_aware([s["adv"] for s in seqs], [s["ent"] for s in seqs],
                                        [s["mask"] for s in seqs], self.cfg.entropy_advantage_weight)
@@ -237,18 +245,24 @@ class Trainer:
             attn = torch.zeros((len(rows), t), dtype=torch.long)
             mask = torch.zeros((len(rows), t - 1))
             adv = torch.zeros((len(rows), t - 1))
+            rlp = torch.zeros((len(rows), t - 1))
             for j, r in enumerate(rows):
                 n = len(r["ids"])
                 ids[j, :n] = torch.tensor(r["ids"])
                 attn[j, :n] = 1
                 mask[j, :n - 1] = torch.tensor(r["mask"][1:], dtype=torch.float)
                 adv[j, :n - 1] = torch.tensor(r["adv"][1:], dtype=torch.float)
-            micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev)})
+                rlp[j, :n - 1] = torch.tensor(r["lp"][1:], dtype=torch.float)
+            micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev),
+                          "rlp": rlp.to(dev)})
         total = float(sum(m["mask"].sum().item() for m in micro))
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
+        gap = (0.0, 0)  # |sampler's log-probs - old log-probs| over trained tokens
         with torch.no_grad():
             for m in micro:
                 m["old"] = self._logprobs(self.model, m["ids"], m["attn"])
+                g = logprob_gap(m["old"], m["rlp"], m["mask"])
+                gap = (gap[0] + g[0], gap[1] + g[1])
                 if self.ref_model is not None:
                     m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
         self.model.train()
@@ -279,11 +293,15 @@ class Trainer:
             self.optimizer.step()
         self.model.eval()
         stats["trained_tokens"] = int(total)
+        stats["rollout_logprob_gap"] = gap[0] / gap[1] if gap[1] else math.nan
         return stats
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         tasks = [self.tasks.get(self.data_pos + i) for i in range(cfg.prompts_per_step)]
+        held = self.engine.fingerprint()  # the rollout must sample from the newest weights
+        if held.version != self.step:
+            raise WeightSyncError(f"the rollout engine holds weight version {held.version}, the trainer is at {self.step}")
         t0 = time.perf_counter()
         batch = self.collect(tasks)
         t1 = time.perf_counter()
@@ -294,6 +312,9 @@ class Trainer:
             self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
+        t3 = time.perf_counter()
+        self.engine.push(self.model, self.step)  # verified: raises WeightSyncError on a mismatch
+        t4 = time.perf_counter()
         leaves = [t for tree in batch.trees for t in tree.leaves]
         gen_total = sum(tree.generated_tokens()[0] for tree in batch.trees)
         gen_unique = sum(tree.generated_tokens()[1] for tree in batch.trees)
@@ -309,7 +330,8 @@ class Trainer:
             "generated_tokens": st.generated_tokens, "leaf_model_tokens": gen_total,
             "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
             "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
-            "time_rollout": t1 - t0, "time_update": t2 - t1,
+            "time_rollout": t1 - t0, "time_update": t2 - t1, "time_push": t4 - t3,
+            "weight_version": held.version,
             **stats, **extra,
         }
         return metrics
@@ -412,6 +434,8 @@ class Trainer:
         """Close the agent's tool workers and release the output folder's lock (idempotent)."""
         try:
             self.agent.close()
+            if getattr(self, "engine", None) is not None:
+                self.engine.close()
             pool, self.env_pool = getattr(self, "env_pool", None), None
             if pool is not None:
                 pool.close()
