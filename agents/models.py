@@ -46,6 +46,7 @@ def merge_adapter(model: Any, adapter: str | os.PathLike) -> Any:
 
     from arpo_env.checkpoints import sha256_file
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.requires_grad_(True)  # older peft leaves the merged weights frozen, as they were under the adapter
     # Provenance: result folders record (and fingerprint) the adapter, so base and fine-tuned rows never mix.
     merged.arpo_adapter = {"name": Path(adapter).name,
                            "sha256": sha256_file(Path(adapter) / "adapter_model.safetensors")}

@@ -331,7 +331,7 @@ class Trainer:
             "prefix_saved_share": 1.0 - gen_unique / gen_total if gen_total else 0.0,
             "time_gen": st.gen_seconds, "time_tools": st.tool_seconds,
             "time_rollout": t1 - t0, "time_update": t2 - t1, "time_push": t4 - t3,
-            "weight_version": held.version,
+            "weight_version": held.version, "weight_checksum": held.checksum,
             **stats, **extra,
         }
         return metrics
