@@ -136,7 +136,7 @@ def engine_arg_names(vllm: Any) -> set[str]:
 def engine_defaults(vllm: Any, device_type: str, seed: int) -> dict[str, Any]:
     """Engine arguments of :class:`VLLMRollouts` before ``vllm_kwargs``: prefix caching, 20 log-probs,
     processed log-probs, float32 and eager mode on CPU (bf16 and 30% of the GPU memory on CUDA: the trainer
-    shares the device), the external launcher under torchrun."""
+    shares the device), the external launcher with ``data_parallel_size = WORLD_SIZE`` under torchrun."""
     names = engine_arg_names(vllm)
     kw: dict[str, Any] = {"enable_prefix_caching": True, "max_logprobs": 20, "seed": seed}
     if "logprobs_mode" in names:
@@ -148,7 +148,8 @@ def engine_defaults(vllm: Any, device_type: str, seed: int) -> dict[str, Any]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if "distributed_executor_backend" not in names:
             raise RuntimeError("this vLLM cannot run one engine per torchrun rank (no distributed_executor_backend)")
-        kw["distributed_executor_backend"] = "external_launcher"
+        # one engine per rank over the torchrun world (as vLLM's torchrun data-parallel example); not verified here
+        kw.update(distributed_executor_backend="external_launcher", data_parallel_size=int(os.environ["WORLD_SIZE"]))
     return {k: v for k, v in kw.items() if k in names}
 
 

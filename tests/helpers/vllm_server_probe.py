@@ -1,7 +1,7 @@
 """Run under the vLLM venv's python (see tests/trainers/test_rollout_engine_vllm.py): one dev-mode ``vllm serve``
 of the embedded SmolLM2 (started by ``rollout_engine.start_servers``), HTTP weight pushes compared with
 transformers, a 2-step ``vllm-server`` training run against it, then a push to it once it is dead. Prints
-one JSON line per check. argv: model folder, work folder, port."""
+one JSON line per check. argv: work folder, port (the model is the embedded SmolLM2 of this venv)."""
 import json
 import os
 import sys
@@ -20,13 +20,13 @@ if __name__ == "__main__":
     import torch
 
     from arpo_env.agents.backends.openai import OpenAIBackend
-    from arpo_env.agents.models import load_model_and_tokenizer
+    from arpo_env.agents.models import embedded_model_dir, load_model_and_tokenizer
     from arpo_env.trainers.rollout_engine import ServerRollouts, start_servers, stop_servers
     from arpo_env.trainers.weight_sync import HTTPSync, WeightSyncError
     from vllm_sync_probe import hf_greedy
 
     torch.set_num_threads(2)
-    path, work, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    path, work, port = str(embedded_model_dir()), Path(sys.argv[1]), int(sys.argv[2])
     model, tok = load_model_and_tokenizer(path, device="cpu", dtype=torch.float32)
     flags = {"dtype": "float32", "max_logprobs": 20, "logprobs_mode": "processed_logprobs",
              "enable_prefix_caching": True, "enforce_eager": True, "max_model_len": 2048}

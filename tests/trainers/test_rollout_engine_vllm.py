@@ -64,9 +64,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_http_sync_to_a_vllm_server_matches_transformers_and_a_dead_server_raises(tmp_path):
-    from arpo_env.agents.models import embedded_model_dir
     py = vllm_python()
-    proc = subprocess.run([py, str(SERVER_PROBE), str(embedded_model_dir()), str(tmp_path), str(_free_port())],
+    proc = subprocess.run([py, str(SERVER_PROBE), str(tmp_path), str(_free_port())],
                           env=vllm_env(OMP_NUM_THREADS="2"), capture_output=True, text=True, timeout=1500,
                           cwd=SERVER_PROBE.parent)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
