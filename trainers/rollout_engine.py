@@ -180,10 +180,21 @@ class VLLMRollouts:
         pass
 
 
+def _die_with_parent() -> None:
+    """In a started server (Linux): SIGTERM when the process that started it dies, so none is orphaned."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start_servers(folder: Path, count: int, port: int, flags: dict[str, Any], python: str = sys.executable,
                   timeout: float = 900.0, log_dir: Path | None = None) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
     """Start ``count`` dev-mode ``vllm serve`` processes of ``folder`` on 127.0.0.1 ports ``port..``; returns
-    them and their root URLs once each answers ``/health`` (``RuntimeError`` with its log tail otherwise)."""
+    them and their root URLs once each answers ``/health`` (``RuntimeError`` with its log tail otherwise). On
+    Linux each gets SIGTERM when this process dies (no orphaned servers); :func:`stop_servers` stops them."""
     require("agents", "httpx", needed_by="rollout_backend=vllm-server")
     import httpx
     procs, urls, logs = [], [], []
@@ -196,7 +207,8 @@ def start_servers(folder: Path, count: int, port: int, flags: dict[str, Any], py
         log = (log_dir or folder.parent) / f"vllm-serve-{port + i}.log"
         logs.append(log)
         with open(log, "wb") as fh:
-            procs.append(subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                          preexec_fn=_die_with_parent if sys.platform == "linux" else None))
         urls.append(f"http://127.0.0.1:{port + i}")
     deadline = time.monotonic() + timeout
     for proc, url, log in zip(procs, urls, logs):

@@ -76,9 +76,9 @@ if __name__ == "__main__":
         from arpo_env.trainers.config import BranchingConfig, TrainConfig
         from arpo_env.trainers.trainer import Trainer
         cfg = TrainConfig(env_id="arpo/Calculator-v0", rollout_backend="vllm-server",
-                          vllm_kwargs={"base_urls": urls, "timeout": 120}, steps=2, prompts_per_step=2,
+                          vllm_kwargs={"base_urls": urls, "timeout": 120}, steps=2, prompts_per_step=1,
                           rollout=BranchingConfig(rollouts_per_prompt=2, initial_rollouts=1, alpha=1.0, beta=0.0),
-                          max_response_tokens=256, max_turn_tokens=96, lr=1e-5, micro_batch_size=4, save_every=0,
+                          max_response_tokens=192, max_turn_tokens=64, lr=1e-5, micro_batch_size=4, save_every=0,
                           tensorboard=False, progress=False, samples_per_step=0, output_dir=str(work / "run"))
         with Trainer(cfg) as tr:
             rows = tr.train()

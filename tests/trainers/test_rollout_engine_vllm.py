@@ -20,6 +20,7 @@ from arpo_env.trainers.metrics import read_metrics
 from tests.helpers.shared_data import REPO_ROOT as ROOT
 from tests.helpers.vllm_support import vllm_env, vllm_python
 
+pytestmark = pytest.mark.timeout(2400)  # engine start + CPU generation on a shared 2-core box
 SERVER_PROBE = ROOT / "tests" / "helpers" / "vllm_server_probe.py"
 
 
@@ -37,7 +38,7 @@ def test_arpo_train_with_vllm_rollouts_samples_the_newest_weights(tmp_path):
            "--max-response-tokens", "256", "--max-turn-tokens", "96", "--lr", "1e-5", "--micro-batch-size", "4",
            "--save-every", "0", "--no-tensorboard", "--no-progress", "--samples-per-step", "8",
            "--output-dir", str(out), "--vllm-kwargs", '{"max_model_len": 2048}']
-    proc = subprocess.run(cmd, env=vllm_env(OMP_NUM_THREADS="2"), capture_output=True, text=True, timeout=1500,
+    proc = subprocess.run(cmd, env=vllm_env(OMP_NUM_THREADS="2"), capture_output=True, text=True, timeout=2300,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     rows = read_metrics(out / "metrics.jsonl")
@@ -66,7 +67,7 @@ def _free_port() -> int:
 def test_http_sync_to_a_vllm_server_matches_transformers_and_a_dead_server_raises(tmp_path):
     py = vllm_python()
     proc = subprocess.run([py, str(SERVER_PROBE), str(tmp_path), str(_free_port())],
-                          env=vllm_env(OMP_NUM_THREADS="2"), capture_output=True, text=True, timeout=1500,
+                          env=vllm_env(OMP_NUM_THREADS="2"), capture_output=True, text=True, timeout=2300,
                           cwd=SERVER_PROBE.parent)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     r = _lines(proc.stdout)
