@@ -71,6 +71,7 @@ def test_http_sync_to_a_vllm_server_matches_transformers_and_a_dead_server_raise
                           cwd=SERVER_PROBE.parent)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     r = _lines(proc.stdout)
+    print(json.dumps(r, indent=1))  # the measured gaps and push seconds (pytest -rP shows them)
     for name in ("baseline", "perturbed", "restored"):
         assert r[name]["tokens_equal"] and r[name]["n"] == 12 and r[name]["max_gap"] < 1e-3, r[name]
     assert r["push1"]["version"] == 1 and r["push1"]["dirs"] == ["v00000001"]
