@@ -11,7 +11,8 @@ branches, tool calls per sample.
 ``--rollout-backend hf,vllm`` runs the same steps (same prompts, seed and model) with each rollout engine
 (:mod:`arpo_env.trainers.rollout_engine`; ``vllm`` needs a Python with vLLM: scripts/setup_vllm_venv.sh) and
 adds the seconds of one verified weight push per sync route (``in_process``, ``disk``; the ``hf`` engine pushes
-nothing) and the rollout-vs-trainer log-prob gap.
+nothing) and the rollout-vs-trainer log-prob gap. vLLM's CPU attention refuses the tiny model (head_dim 16):
+use ``--model embedded`` (SmolLM2 + its tool adapter) or a model folder.
 
 ``--vs-trl`` also times TRL's GRPOTrainer (one step, same prompts x generations, completion length, no KL)
 where ``trl`` is installed; otherwise the JSON says it was skipped. The issue's anchor (H100, SmolLM2-135M
@@ -50,7 +51,7 @@ def run_algorithm(args, algorithm: str, backend: str = "hf") -> dict:
     from arpo_env.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
+        cfg = TrainConfig(model=None if args.model == "embedded" else args.model, env_id=args.env_id, prompts_per_step=args.prompts,
                           rollout=BranchingConfig(algorithm=algorithm, rollouts_per_prompt=args.generations,
                                                   initial_rollouts=max(1, args.generations // 2)),
                           max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
