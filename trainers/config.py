@@ -29,6 +29,7 @@ ADVANTAGES = ("soft", "hard")
 ENTROPY_MEASURES = ("mean", "compat")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 PARALLEL = ("none", "ddp", "fsdp2")
+ROLLOUT_BACKENDS = ("hf", "vllm", "vllm-server")
 
 
 def _need(cond: bool, where: str, msg: str) -> None:
@@ -171,6 +172,16 @@ class TrainConfig:
     """Rollout repetition penalty (1.0 disables)."""
     max_batch_size: int = 256
     """Rows the ``hf`` backend decodes together."""
+    rollout_backend: str = "hf"
+    """Who generates the rollouts (:mod:`arpo_env.trainers.rollout_engine`): ``hf`` (the trainer's own model,
+    exact entropies; CPU and world size 1), ``vllm`` (an in-process vLLM engine per rank, weights pushed and
+    verified after each optimizer step; run under a Python with vLLM), ``vllm-server`` (a pool of dev-mode
+    ``vllm serve`` processes, reached or started, pushed over HTTP)."""
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
+    """``vllm``: ``vllm.LLM`` engine arguments over the defaults (prefix caching, 20 log-probs, processed
+    log-probs, float32 + eager on CPU, e.g. ``{"max_model_len": 4096}``). ``vllm-server``: ``base_urls`` (servers
+    to reach) or ``servers`` (how many to start, default 1) from ``port`` (8100), push ``timeout`` (120 s),
+    ``python`` (the servers' interpreter); other keys become ``vllm serve --key value`` flags."""
     tool_workers: int = 16
     """Threads stepping environments (tool calls of one round run in parallel)."""
     env_workers: int = 0
@@ -291,6 +302,8 @@ class TrainConfig:
             (self.temperature >= 0, "temperature", "must be >= 0"),
             (self.parallel in PARALLEL, "parallel", f"must be one of {PARALLEL}, got {self.parallel!r}"),
             (self.dist_timeout_s > 0, "dist_timeout_s", "must be > 0"),
+            (self.rollout_backend in ROLLOUT_BACKENDS, "rollout_backend",
+             f"must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}"),
         ]
         for ok, name, msg in checks:
             _need(ok, f"TrainConfig.{name}", msg)

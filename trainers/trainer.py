@@ -14,7 +14,11 @@ Precision: weights and optimizer state stay float32; on CUDA the forward passes 
 under bf16 autocast (``dtype=auto``), so small AdamW updates are not lost to bf16 rounding.
 Scale-out (``torchrun``, world size > 1): ranks own whole trees and the update is the exact global token
 mean (:mod:`arpo_env.trainers.distributed`); world size 1 never touches it.
-Not covered: vLLM rollouts with weight sync.
+Rollouts come from ``rollout_backend`` (:mod:`arpo_env.trainers.rollout_engine`): the trainer's model
+(``hf``) or a vLLM engine that holds the weight version of the trainer's step (checked before each rollout)
+and gets every optimizer step's weights pushed (verified by fingerprint); ``rollout_logprob_gap`` is the mean
+|sampler log-prob - recomputed old log-prob| over trained tokens.
+Not covered: vLLM engines colocated under torchrun are configured (``external_launcher``) but not yet run.
 """
 from __future__ import annotations
 
@@ -52,9 +56,11 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+from arpo_env.trainers.rollout_engine import logprob_gap
 from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
 from arpo_env.trainers.step_metrics import merge, rollout_metrics, rollout_summary
+from arpo_env.trainers.weight_sync import WeightSyncError
 
 if TYPE_CHECKING:
     from arpo_env.agents.rollout import RolloutState
@@ -129,7 +135,7 @@ class Trainer:
     def _build(self, eval_fn: EvalFn | None, model: Any, tokenizer: Any) -> None:
         import arpo_env
         from arpo_env.agents import Agent
-        from arpo_env.agents.backends.hf import HFBackend
+        from arpo_env.trainers.rollout_engine import make_rollout_engine
 
         cfg = self.cfg
         for module in cfg.imports:
@@ -177,7 +183,8 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=tuple(cfg.adam_betas))
-        self.backend = HFBackend(self.policy_model, tokenizer, max_batch_size=cfg.max_batch_size)
+        self.engine = make_rollout_engine(cfg, self.policy_model, tokenizer, self.device.type)  # holds version 0
+        self.backend = self.engine.backend
         self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
                            tool_workers=cfg.tool_workers)
         self.branch_rng = np.random.default_rng(self.dist.seed_seq(cfg.seed, 1))
@@ -204,6 +211,7 @@ class Trainer:
             last, state = found
             self.step, self.data_pos = int(state["step"]), int(state["data_pos"])
             self.resumed_from = last
+            self.engine.push(self.policy_model, self.step)
             log.info("resumed from %s (step %d)", last, self.step)
 
     # ----- helpers --------------------------------------------------------------------------------------
@@ -239,7 +247,7 @@ class Trainer:
             adv = grpo_advantages([t.reward for t in tree.leaves], self.cfg.adv_eps)
             for leaf, ta in zip(tree.leaves, token_advantages(tree, adv, self.cfg.advantage)):
                 seqs.append({"ids": leaf.token_ids, "mask": ta.train_mask, "adv": ta.advantages,
-                             "ent": leaf.entropies})
+                             "ent": leaf.entropies, "lp": leaf.logprobs})
         if self.cfg.entropy_aware_advantage:
             new, extra = entropy_aware([s["adv"] for s in seqs], [s["ent"] for s in seqs],
                                        [s["mask"] for s in seqs], self.cfg.entropy_advantage_weight)
@@ -263,13 +271,16 @@ class Trainer:
             attn = torch.zeros((len(rows), t), dtype=torch.long)
             mask = torch.zeros((len(rows), t - 1))
             adv = torch.zeros((len(rows), t - 1))
+            rlp = torch.zeros((len(rows), t - 1))
             for j, r in enumerate(rows):
                 n = len(r["ids"])
                 ids[j, :n] = torch.tensor(r["ids"])
                 attn[j, :n] = 1
                 mask[j, :n - 1] = torch.tensor(r["mask"][1:], dtype=torch.float)
                 adv[j, :n - 1] = torch.tensor(r["adv"][1:], dtype=torch.float)
-            micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev)})
+                rlp[j, :n - 1] = torch.tensor(r["lp"][1:], dtype=torch.float)
+            micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev),
+                          "rlp": rlp.to(dev)})
         total = float(sum(m["mask"].sum().item() for m in micro))
         total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
         if total == 0:
@@ -277,10 +288,13 @@ class Trainer:
         micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
         reuse = cfg.reuse_old_logprobs and cfg.ppo_epochs == 1 and self.ref_model is None
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
+        gap = (0.0, 0)  # |sampler's log-probs - old log-probs| over trained tokens
         with torch.no_grad():
             for m in micro:
                 if not reuse:
                     m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
+                    g = logprob_gap(m["old"], m["rlp"], m["mask"])
+                    gap = (gap[0] + g[0], gap[1] + g[1])
                 if self.ref_model is not None:
                     m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
         self.train_model.train()
@@ -291,6 +305,9 @@ class Trainer:
             for m in micro:
                 logp = self._logprobs(self.train_model, m["ids"], m["attn"])
                 old = logp.detach() if reuse else m["old"]
+                if reuse:  # one epoch: the old log-probs are this forward's
+                    g = logprob_gap(old, m["rlp"], m["mask"])
+                    gap = (gap[0] + g[0], gap[1] + g[1])
                 out = ppo_dual_clip_loss(logp, old, m["adv"], clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                                          dual_clip_c=cfg.dual_clip_c, entropy_balanced=cfg.entropy_balanced_clip)
                 per_token = out.per_token
@@ -314,12 +331,17 @@ class Trainer:
         D.sync_full_copy(self.policy_model, self.model, self.dist)
         stats = D.reduce_stats(stats, self.dist, keep=("grad_norm",))
         stats["trained_tokens"] = int(total)
+        stats["rollout_logprob_gap"] = gap[0] / gap[1] if gap[1] else math.nan
         return stats
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         share = D.shard(cfg.prompts_per_step, self.dist)  # this rank's prompts (all at world size 1)
         tasks = [self.tasks.get(self.data_pos + i) for i in share]
+        held = self.engine.fingerprint()  # the rollout must sample from the newest weights
+        if held.version != self.step:
+            raise WeightSyncError(f"the rollout engine holds weight version {held.version}, "
+                                  f"the trainer is at step {self.step}")
         t0 = time.perf_counter()
         batch = self.collect(tasks)
         t1 = time.perf_counter()
@@ -330,14 +352,15 @@ class Trainer:
             self.samples.write(self.step + 1, batch, first_data_pos=self.data_pos + share.start)
         self.data_pos += cfg.prompts_per_step
         self.step += 1
-        total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
-        if total == 0:
-            return {"loss": 0.0, "trained_tokens": 0}
-        micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
-        self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
-        with torch.no_grad():
-            for m in micro:
-                m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
+        t3 = time.perf_counter()
+        self.engine.push(self.policy_model, self.step)  # verified: raises WeightSyncError on a mismatch
+        t4 = time.perf_counter()
+        summary = rollout_summary(batch, t1 - t0, t2 - t1)
+        if self.dist.enabled:  # the global step's lists: every rank's leaves
+            summary = merge(D.all_gather_objects(summary))
+        return {**rollout_metrics(summary), **stats, **extra, "world_size": self.dist.world_size,
+                "prompts": summary["prompts"], "leaves": len(summary["rewards"]),
+                "time_push": t4 - t3, "weight_version": held.version, "weight_checksum": held.checksum}
 
     def evaluate(self) -> dict[str, float]:
         """Built-in evaluation: greedy rollouts (no branching) of ``eval_prompts`` held-out tasks."""
@@ -446,6 +469,8 @@ class Trainer:
         """Close the agent's tool workers and release the output folder's lock (idempotent)."""
         try:
             self.agent.close()
+            if getattr(self, "engine", None) is not None:
+                self.engine.close()
             pool, self.env_pool = getattr(self, "env_pool", None), None
             if pool is not None:
                 pool.close()

@@ -21,7 +21,8 @@ Routes:
   versions pruned to ``keep``) and reloads with ``weights_path``.
 - :class:`HTTPSync`: the same directory, pushed to running ``vllm serve`` processes under
   ``VLLM_SERVER_DEV_MODE=1`` through ``/pause``, ``/collective_rpc``, ``/reset_prefix_cache``, ``/resume``
-  (httpx with a timeout: a dead server raises :class:`WeightSyncError` within it). Verified by greedy
+  (each request within ``timeout`` seconds in total, :mod:`arpo_env.http_deadline`: a dead or stalled
+  server raises :class:`WeightSyncError` within it). Verified by greedy
   prompt log-probs on a fixed probe sequence compared with a reference the trainer computes.
 - vLLM's NCCL weight-transfer engine: GPU-only; :func:`nccl_transfer_available` probes for it.
 
@@ -185,8 +186,11 @@ class HTTPSync:
 
     def _post(self, client: Any, url: str, route: str, body: dict[str, Any] | None = None) -> Any:
         import httpx
+
+        from arpo_env.deadline import total_deadline
         try:
-            r = client.post(url + route, json=body, timeout=self.timeout)
+            with total_deadline(self.timeout):  # the whole request, also against a server that dribbles
+                r = client.post(url + route, json=body, timeout=self.timeout)
             r.raise_for_status()
             return r.json() if r.content else None
         except httpx.HTTPError as exc:
@@ -206,7 +210,8 @@ class HTTPSync:
         named = _materialize(named_tensors)
         path = write_version_dir(self.root, named, version, self.keep)
         want = self.reference(named, self.probe_ids) if self.reference is not None else None
-        with httpx.Client() as client:
+        from arpo_env.http_deadline import DeadlineTransport
+        with httpx.Client(transport=DeadlineTransport()) as client:
             for url in self.urls:
                 self._post(client, url, "/pause")
                 try:
