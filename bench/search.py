@@ -66,12 +66,16 @@ def _tune(bm25: Any, dense: Any, questions: list[dict]) -> list[dict]:
         return enc([q])[0]
     dense.encode_queries = lambda qs: np.stack([one(q) for q in qs])
     rows = []
-    grid = itertools.product([0.5, 1.0], [0.5, 1.0, 2.0], [0.0, 0.5, 1.0, 2.0], [1, 2, 3, 5], [0.0, 0.5, 1.0])
+    ranks: dict[str, list[int]] = {}
+    grid = itertools.product([1.0], [0.5, 1.0, 2.0], [0.0, 1.0, 2.0], [1, 3, 5], [0.0, 0.5, 1.0])
     for wb, wd, wl, lf, wp in grid:
         if wl == 0 and lf != 1:
             continue
         cfg = HybridConfig(w_bm25=wb, w_dense=wd, w_links=wl, link_from=lf, w_prf=wp)
-        r = recall(HybridBackend(bm25, dense, cfg), questions)
+        hybrid = HybridBackend(bm25, dense, cfg)
+        plain = hybrid._bm25_ranks
+        hybrid._bm25_ranks = lambda q, plain=plain: ranks[q] if q in ranks else ranks.setdefault(q, plain(q))
+        r = recall(hybrid, questions)
         rows.append({"w_bm25": wb, "w_dense": wd, "w_links": wl, "link_from": lf, "w_prf": wp, **r})
     dense.encode_queries = enc
     return sorted(rows, key=lambda r: (-r["recall@5"], -r["recall@10"]))

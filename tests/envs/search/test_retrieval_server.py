@@ -155,3 +155,13 @@ def test_question_sets_and_recall(tmp_path, bm25):
     user.write_text('{"question": "no gold"}\n')
     with pytest.raises(ValueError, match="record 1 needs"):
         load_question_set(user)
+
+
+def test_auto_backend_is_bm25_without_the_dense_extra(monkeypatch):
+    from arpo_env import extras
+    from arpo_env.envs.search.tool import SearchConfig
+    monkeypatch.setitem(extras.EXTRAS, "dense", ("arpo_no_such_module",))
+    assert SearchConfig().backend == "bm25"
+    assert SearchConfig(remote_url="http://127.0.0.1:1").backend == "remote"
+    with pytest.raises(ValueError, match="one of auto, bm25"):
+        SearchConfig(backend="nope")
