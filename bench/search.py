@@ -53,26 +53,29 @@ def _latency(backend: Any, queries: list[str], passes: int) -> dict[str, float]:
 
 
 def _tune(bm25: Any, dense: Any, questions: list[dict]) -> list[dict]:
-    from functools import cache
-
     import numpy as np
 
     from arpo_env.envs.search.evaluate import recall
     from arpo_env.envs.search.hybrid import HybridBackend, HybridConfig
     enc = dense.encode_queries
+    memo: dict[str, Any] = {}
 
-    @cache
-    def one(q: str) -> Any:
-        return enc([q])[0]
-    dense.encode_queries = lambda qs: np.stack([one(q) for q in qs])
+    def encode(qs: list[str]) -> Any:
+        todo = list(dict.fromkeys(q for q in qs if q not in memo))
+        if todo:
+            memo.update(zip(todo, enc(todo)))
+        return np.stack([memo[q] for q in qs])
+    dense.encode_queries = encode
     rows = []
     ranks: dict[str, list[int]] = {}
+    shared = HybridBackend(bm25, dense)
     grid = itertools.product([1.0], [0.5, 1.0, 2.0], [0.0, 1.0, 2.0], [1, 3, 5], [0.0, 0.5, 1.0])
     for wb, wd, wl, lf, wp in grid:
         if wl == 0 and lf != 1:
             continue
         cfg = HybridConfig(w_bm25=wb, w_dense=wd, w_links=wl, link_from=lf, w_prf=wp)
         hybrid = HybridBackend(bm25, dense, cfg)
+        hybrid._linker, hybrid._links = shared._linker, shared._links  # one link index for the whole grid
         plain = hybrid._bm25_ranks
         hybrid._bm25_ranks = lambda q, plain=plain: ranks[q] if q in ranks else ranks.setdefault(q, plain(q))
         r = recall(hybrid, questions)
