@@ -48,11 +48,11 @@ class HybridConfig:
     """Reciprocal-rank constant: a list's item at rank r (from 1) adds ``w / (rrf_k + r)``."""
     w_bm25: float = 1.0
     """Weight of the BM25 ranking of the question."""
-    w_dense: float = 1.0
+    w_dense: float = 2.0
     """Weight of the dense ranking of the question."""
     w_links: float = 1.0
     """Weight of the title-linked passages (0: no link hop)."""
-    link_from: int = 3
+    link_from: int = 1
     """How many of the best first-hop passages are read for title mentions (the question always is)."""
     w_prf: float = 0.5
     """Weight of the dense ranking of question + best passage (0: no feedback round)."""
