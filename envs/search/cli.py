@@ -1,5 +1,5 @@
-"""``arpo index …`` and ``arpo search``: build BM25 indexes, inspect them, import ARPO's recorded cache,
-and try a query from the shell. Heavy imports (bm25s) happen inside the commands."""
+"""``arpo index …``, ``arpo search`` and ``arpo serve-retriever``: build BM25 indexes, inspect them, import
+ARPO's recorded cache, try a query from the shell, serve an index over HTTP (Search-R1's protocol). Heavy imports (bm25s) happen inside the commands."""
 from __future__ import annotations
 
 import json
@@ -55,13 +55,21 @@ def import_command(source: Path = typer.Argument(..., exists=True, dir_okay=Fals
 
 def search_command(query: str = typer.Argument(..., help="The query."),
                    k: int = typer.Option(5, "-k", help="Number of results."),
-                   backend: str = typer.Option("bm25", help="bm25, ddgs or replay."),
-                   corpus: Optional[Path] = typer.Option(None, help="Corpus for bm25."),
+                   backend: str = typer.Option("auto", help="auto (hybrid when the dense extra is installed, "
+                                               "else bm25), bm25, dense, hybrid, remote, ddgs or replay."),
+                   corpus: Optional[Path] = typer.Option(None, help="Corpus for bm25, dense and hybrid."),
+                   remote_url: Optional[str] = typer.Option(None, "--remote-url",
+                                                            help="A Search-R1 retrieval server (backend remote)."),
                    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON.")) -> None:
     """Run one search and print the results as the agent sees them."""
     from arpo_env.envs.search.base import SearchError, format_hits
     from arpo_env.envs.search.tool import SearchConfig, build_backend
-    b = build_backend(SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, top_k=k))
+    try:
+        b = build_backend(SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, top_k=k,
+                                       remote_url=remote_url))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         hits = b.search(query, k)
     except SearchError as exc:
@@ -71,7 +79,40 @@ def search_command(query: str = typer.Argument(..., help="The query."),
           else format_hits(hits, show_urls=True))
 
 
+def serve_command(backend: str = typer.Option("auto", help="auto, bm25, dense, hybrid (or remote: a proxy)."),
+                  corpus: Optional[Path] = typer.Option(None, help="Corpus (default: the bundled one)."),
+                  host: str = typer.Option("127.0.0.1", help="Address to listen on (no authentication: keep it "
+                                                             "on a trusted network)."),
+                  port: int = typer.Option(8000, help="Port (0: any free one)."),
+                  topk: int = typer.Option(3, help="topk when a request gives none (Search-R1's default)."),
+                  max_batch: int = typer.Option(64, help="Most queries answered in one backend batch."),
+                  max_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests."),
+                  remote_url: Optional[str] = typer.Option(None, "--remote-url", help="Upstream for backend remote.")) -> None:
+    """Serve a search backend over HTTP with Search-R1's retrieval protocol (POST /retrieve)."""
+    from arpo_env.envs.search.server import RetrievalServer
+    from arpo_env.envs.search.tool import SearchConfig, offline_backend
+    try:
+        cfg = SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, remote_url=remote_url)
+        if cfg.backend in ("ddgs", "replay"):
+            raise ValueError("serve-retriever serves bm25, dense, hybrid or remote")
+        b = offline_backend(cfg)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    assert b is not None
+    server = RetrievalServer(b, host, port, default_topk=topk, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    print(json.dumps({"url": server.url, "endpoint": server.url + "/retrieve", "backend": b.name,
+                      "passages": len(getattr(b, "passages", []))}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``arpo index`` and ``arpo search`` to the ``arpo`` command line."""
+    """Add ``arpo index``, ``arpo search`` and ``arpo serve-retriever`` to the ``arpo`` command line."""
     app.add_typer(index_app, name="index")
     app.command("search")(search_command)
+    app.command("serve-retriever")(serve_command)

@@ -1,7 +1,9 @@
 """``arpo/Search-v0``: multi-hop questions answered with ``<search>query</search>``.
 
 Default tasks: the 100 bundled HotpotQA training questions, whose supporting passages are in the bundled
-corpus, searched offline with BM25 (deterministic). ``backend="ddgs"`` searches the live web (then the
+corpus, searched offline (deterministic) with the ``hybrid`` backend (BM25 + dense + a title-link hop;
+BM25 alone without the ``dense`` extra), or ``backend="remote"`` asks a Search-R1 retrieval server
+(``remote_url=``; docs/retrieval.md). ``backend="ddgs"`` searches the live web (then the
 env is ``external``: not deterministic, forks share the cache); ``backend="replay"`` answers only from a
 recorded cache. Reward: ARPO's (format -1; F1 of the boxed answer).
 

@@ -23,10 +23,15 @@ MAX_QUERY_CHARS = 1_000
 class SearchConfig:
     """How the search tool finds and shows results (every field is a keyword of the search envs)."""
 
-    backend: str = "bm25"
-    """``bm25`` (offline corpus), ``ddgs`` (live web) or ``replay`` (recorded results only)."""
+    backend: str = "auto"
+    """``auto`` (``hybrid`` when the ``dense`` extra is installed, else ``bm25``), ``bm25``, ``dense``,
+    ``hybrid`` (offline corpus), ``remote`` (a Search-R1 retrieval server at ``remote_url``), ``ddgs``
+    (live web) or ``replay`` (recorded results only)."""
     corpus: str | None = None
-    """A ``{"id","title","text"}`` JSON-lines corpus for ``bm25`` (None: the bundled corpus)."""
+    """A ``{"id","title","text"}`` JSON-lines corpus for the offline backends (None: the bundled corpus)."""
+    remote_url: str | None = None
+    """For ``remote``: the server's base URL (e.g. ``http://127.0.0.1:8000``); setting it alone selects
+    ``remote``."""
     top_k: int = 5
     """Results per query."""
     snippet_chars: int = 500
@@ -44,14 +49,24 @@ class SearchConfig:
     """For ``replay``: whose records to read (e.g. ``ddgs`` or ``arpo-bing``; default ``ddgs``)."""
     ddgs: dict[str, Any] = field(default_factory=dict)
     """Options of :class:`arpo_env.envs.search.ddgs_backend.DDGSConfig` (timeouts, retries, rate limit, engine)."""
+    remote: dict[str, Any] = field(default_factory=dict)
+    """Options of :class:`arpo_env.envs.search.remote.RemoteConfig` (timeouts, retries)."""
+    dense: dict[str, Any] = field(default_factory=dict)
+    """Options of :class:`arpo_env.envs.search.dense.DenseConfig` (model folder, prefixes, threads)."""
+    hybrid: dict[str, Any] = field(default_factory=dict)
+    """Options of :class:`arpo_env.envs.search.hybrid.HybridConfig` (fusion and second-hop weights)."""
 
     def __post_init__(self) -> None:
-        if self.backend not in ("bm25", "ddgs", "replay"):
-            raise ValueError(f"search backend must be 'bm25', 'ddgs' or 'replay', got {self.backend!r}")
+        if self.backend == "auto":
+            self.backend = "remote" if self.remote_url else default_offline_backend()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"search backend must be one of {', '.join(('auto',) + BACKENDS)}, got {self.backend!r}")
+        if self.backend == "remote" and not (self.remote_url or self.remote.get("url")):
+            raise ValueError("backend='remote' needs remote_url (the retrieval server, e.g. http://127.0.0.1:8000)")
         if self.top_k < 1 or self.snippet_chars < 20:
             raise ValueError("top_k must be >= 1 and snippet_chars >= 20")
         if self.cache_mode is None:
-            self.cache_mode = {"bm25": "off", "ddgs": "read-write", "replay": "replay-only"}[self.backend]
+            self.cache_mode = {"ddgs": "read-write", "replay": "replay-only"}.get(self.backend, "off")
         self.cache_mode = CacheMode(self.cache_mode).value
 
     @property
@@ -60,29 +75,73 @@ class SearchConfig:
         return self.backend == "ddgs" and self.cache_mode != CacheMode.REPLAY_ONLY.value
 
 
-_BM25: dict[tuple, Any] = {}
-_BM25_LOCK = threading.Lock()
+BACKENDS = ("bm25", "dense", "hybrid", "remote", "ddgs", "replay")
+_SHARED: dict[tuple, Any] = {}
+_SHARED_LOCK = threading.RLock()
+
+
+def default_offline_backend() -> str:
+    """``hybrid`` when the dense model is installed (the ``dense`` extra), else ``bm25``."""
+    from arpo_env.extras import is_installed
+    return "hybrid" if is_installed("dense") else "bm25"
+
+
+def _shared(kind: str, corpus: str | None, options: dict[str, Any], make: Any) -> Any:
+    from arpo_env.envs.search.corpus import BUNDLED_CORPUS
+    path = Path(corpus).expanduser().resolve() if corpus else BUNDLED_CORPUS
+    stat = path.stat()
+    key = (kind, str(path), stat.st_size, stat.st_mtime_ns, repr(sorted(options.items())))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = make(path)
+        return _SHARED[key]
 
 
 def shared_bm25(corpus: str | None = None) -> Any:
     """One :class:`~arpo_env.envs.search.bm25.BM25Backend` per corpus file per process (envs share the index)."""
     from arpo_env.envs.search.bm25 import BM25Backend
-    from arpo_env.envs.search.corpus import BUNDLED_CORPUS
-    path = Path(corpus).expanduser().resolve() if corpus else BUNDLED_CORPUS
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _BM25_LOCK:
-        if key not in _BM25:
-            _BM25[key] = BM25Backend(path)
-        return _BM25[key]
+    return _shared("bm25", corpus, {}, BM25Backend)
+
+
+def shared_dense(corpus: str | None = None, options: dict[str, Any] | None = None) -> Any:
+    """One :class:`~arpo_env.envs.search.dense.DenseBackend` per corpus file and options per process."""
+    from arpo_env.envs.search.dense import DenseBackend, DenseConfig
+    opts = dict(options or {})
+    return _shared("dense", corpus, opts, lambda p: DenseBackend(p, config=DenseConfig(**opts)))
+
+
+def shared_hybrid(corpus: str | None = None, dense: dict[str, Any] | None = None,
+                  hybrid: dict[str, Any] | None = None) -> Any:
+    """One :class:`~arpo_env.envs.search.hybrid.HybridBackend` per corpus file and options per process."""
+    from arpo_env.envs.search.hybrid import HybridBackend, HybridConfig
+    opts = {"dense": repr(sorted((dense or {}).items())), **(hybrid or {})}
+    return _shared("hybrid", corpus, opts, lambda p: HybridBackend(shared_bm25(corpus), shared_dense(corpus, dense),
+                                                                  HybridConfig(**(hybrid or {}))))
+
+
+def offline_backend(config: SearchConfig) -> SearchBackend | None:
+    """The corpus or server backend ``config`` names (None for ``ddgs`` and ``replay``)."""
+    if config.backend == "bm25":
+        return shared_bm25(config.corpus)
+    if config.backend == "dense":
+        return shared_dense(config.corpus, config.dense)
+    if config.backend == "hybrid":
+        return shared_hybrid(config.corpus, config.dense, config.hybrid)
+    if config.backend == "remote":
+        from arpo_env.envs.search.remote import RemoteBackend, RemoteConfig
+        opts = dict(config.remote)
+        if config.remote_url:
+            opts["url"] = config.remote_url
+        return RemoteBackend(RemoteConfig(**opts))
+    return None
 
 
 def build_backend(config: SearchConfig, backend: SearchBackend | None = None) -> SearchBackend:
     """The backend described by ``config`` (or the given ``backend``), behind a cache when the mode asks."""
     from arpo_env.envs.search.bm25 import cache_dir
-    if backend is None and config.backend == "bm25":
-        backend = shared_bm25(config.corpus)
-    elif backend is None and config.backend == "ddgs":
+    if backend is None:
+        backend = offline_backend(config)
+    if backend is None and config.backend == "ddgs":
         from arpo_env.envs.search.ddgs_backend import DDGSBackend, DDGSConfig
         backend = DDGSBackend(DDGSConfig(**config.ddgs))
     mode = CacheMode(config.cache_mode)

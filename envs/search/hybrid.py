@@ -1,0 +1,177 @@
+"""``hybrid``: BM25 and dense retrieval fused, plus a second hop for multi-hop questions.
+
+One query runs in two rounds over one corpus (both backends must index the same passages):
+
+1. **First hop.** BM25 and dense each rank ``pool`` passages; their reciprocal ranks are summed
+   (weights ``w_bm25``, ``w_dense``; RRF constant ``rrf_k``).
+2. **Second hop.** (a) *Title links*: passages whose title is mentioned in the question or in the text of
+   the ``link_from`` best first-hop passages (exact, case-folded n-gram match against the corpus titles,
+   also without a trailing ``(disambiguation)``), ordered by dense similarity to the question: this is
+   how the bridge entity of a HotpotQA/2Wiki question is reached. (b) *Pseudo-relevance feedback*: the
+   question plus the best first-hop passage is searched again, dense (``w_prf``).
+
+The final score of a passage is the weighted sum of its reciprocal ranks in the lists it appears in; the
+top ``k`` distinct passages are returned (the same k as any other backend). The defaults were chosen on
+a tuning set that is neither evaluation set (``bench/search.py`` and docs/retrieval.md tell which).
+``w_links = w_prf = 0`` gives plain RRF fusion. Costs per query: one BM25 query, two encoder calls
+(question, question + passage) and a few vector products. Not covered: learned rerankers, query
+decomposition by an LLM, link extraction beyond exact title matches.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.bm25 import BM25Backend
+from arpo_env.envs.search.dense import DenseBackend
+
+_WORD = re.compile(r"\w+(?:['’.-]\w+)*", re.UNICODE)
+_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
+_MAX_TITLE_WORDS = 10
+_COMMON = frozenset("the a an of in on and or to for is was it he she they this that with from by at as be "
+                    "his her its their who what which when where how why".split())
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Fusion and second-hop weights (the defaults are the tuned ones)."""
+
+    pool: int = 50
+    """Passages each first-hop ranker contributes."""
+    rrf_k: float = 60.0
+    """Reciprocal-rank constant: a list's item at rank r (from 1) adds ``w / (rrf_k + r)``."""
+    w_bm25: float = 1.0
+    """Weight of the BM25 ranking of the question."""
+    w_dense: float = 2.0
+    """Weight of the dense ranking of the question."""
+    w_links: float = 1.0
+    """Weight of the title-linked passages (0: no link hop)."""
+    link_from: int = 1
+    """How many of the best first-hop passages are read for title mentions (the question always is)."""
+    w_prf: float = 0.5
+    """Weight of the dense ranking of question + best passage (0: no feedback round)."""
+    min_title_chars: int = 4
+    """Titles shorter than this are never linked (too ambiguous)."""
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+class TitleLinker:
+    """Finds corpus titles mentioned in a text (exact case-folded word n-grams)."""
+
+    def __init__(self, titles: list[str], min_chars: int = 4):
+        self._index: dict[str, list[int]] = defaultdict(list)
+        for i, t in enumerate(titles):
+            for form in {_norm(t), _norm(_PAREN.sub("", t))}:
+                if len(form) >= min_chars and form not in _COMMON and len(form.split()) <= _MAX_TITLE_WORDS:
+                    self._index[form].append(i)
+        self._longest = max((len(f.split()) for f in self._index), default=1)
+
+    def mentions(self, text: str) -> list[int]:
+        """Passage indices whose title occurs in ``text``, in order of first mention (longest match first)."""
+        words = _WORD.findall(text.casefold())
+        out: dict[int, None] = {}
+        i = 0
+        while i < len(words):
+            step = 1
+            for n in range(min(self._longest, len(words) - i), 0, -1):
+                hit = self._index.get(" ".join(words[i:i + n]))
+                if hit:
+                    out.update(dict.fromkeys(hit))
+                    step = n
+                    break
+            i += step
+        return list(out)
+
+
+class HybridBackend:
+    """A :class:`~arpo_env.envs.search.base.SearchBackend` fusing ``bm25`` and ``dense`` (same corpus)."""
+
+    def __init__(self, bm25: BM25Backend, dense: DenseBackend, config: HybridConfig | None = None):
+        if bm25.corpus_hash != dense.corpus_hash:
+            raise ValueError(f"hybrid search needs one corpus: BM25 indexes {bm25.corpus_hash}, "
+                             f"dense {dense.corpus_hash}")
+        self.bm25, self.dense, self.config = bm25, dense, config or HybridConfig()
+        self.passages = bm25.passages
+        c = self.config
+        self.name = (f"hybrid:{dense.name.split(':')[1]}:{bm25.corpus_hash}:"
+                     f"{c.w_bm25:g},{c.w_dense:g},{c.w_links:g}x{c.link_from},{c.w_prf:g},{c.pool},{c.rrf_k:g}")
+        self._linker = TitleLinker([p.title for p in self.passages], c.min_title_chars)
+        self._links: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+        self._ids = {p.id: i for i, p in enumerate(self.passages)}
+
+    def _passage_links(self, i: int) -> list[int]:
+        with self._lock:
+            got = self._links.get(i)
+        if got is None:
+            got = [j for j in self._linker.mentions(self.passages[i].text) if j != i]
+            with self._lock:
+                self._links[i] = got
+        return got
+
+    def _bm25_ranks(self, query: str) -> list[int]:
+        return [self._ids[h.id] for h in self.bm25.search(query, self.config.pool)]
+
+    def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """:meth:`search` for a batch (first-hop and feedback encoder calls are batched)."""
+        if k < 1:
+            raise SearchError(f"k must be at least 1, got {k}")
+        if any(not q.strip() for q in queries):
+            raise SearchError("the query is empty")
+        if not queries:
+            return []
+        c = self.config
+        qv = self.dense.encode_queries(queries)
+        d_idx, _ = self.dense.rank(qv, c.pool)
+        fused: list[dict[int, float]] = []
+        for q, row in zip(queries, d_idx):
+            score: dict[int, float] = defaultdict(float)
+            self._add(score, self._bm25_ranks(q), c.w_bm25)
+            self._add(score, [int(i) for i in row], c.w_dense)
+            fused.append(score)
+        firsts = [sorted(s, key=lambda i: -s[i]) for s in fused]
+        if c.w_prf > 0:
+            prf = [f"{q} {self.passages[f[0]].title} {self.passages[f[0]].text}" if f else q
+                   for q, f in zip(queries, firsts)]
+            p_idx, _ = self.dense.rank(self.dense.encode_queries(prf), c.pool)
+            for score, row in zip(fused, p_idx):
+                self._add(score, [int(i) for i in row], c.w_prf)
+        out = []
+        for n, (q, score, first) in enumerate(zip(queries, fused, firsts)):
+            if c.w_links > 0:
+                cands: dict[int, None] = dict.fromkeys(self._linker.mentions(q))
+                for src in first[:c.link_from]:
+                    cands.update(dict.fromkeys(self._passage_links(src)))
+                if cands:
+                    ids = np.fromiter(cands, dtype=np.int64)
+                    sims = self.dense.embeddings[ids] @ qv[n]
+                    self._add(score, [int(ids[j]) for j in np.argsort(-sims, kind="stable")[:c.pool]], c.w_links)
+            best = sorted(score, key=lambda i: (-score[i], i))[:k]
+            out.append([self._hit(i, score[i]) for i in best])
+        return out
+
+    def _add(self, score: dict[int, float], ranked: list[int], weight: float) -> None:
+        if weight <= 0:
+            return
+        for r, i in enumerate(ranked, 1):
+            score[i] += weight / (self.config.rrf_k + r)
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The ``k`` best distinct passages after both hops."""
+        return self.search_many([query], k)[0]
+
+    def _hit(self, i: int, score: float) -> Hit:
+        p = self.passages[i]
+        return Hit(title=p.title, snippet=p.text, url=p.url, id=p.id, score=round(score, 6))
+
+    def __deepcopy__(self, memo: dict[Any, Any]) -> HybridBackend:
+        return self  # read-only indexes: env forks share them
