@@ -54,7 +54,7 @@ def mine_qa_questions(parquet: str | Path, out: str | Path = QA_QUESTIONS, *, ye
     from arpo_env.envs.search.base import format_hits
     from arpo_env.envs.search.corpus import load_corpus
     from arpo_env.envs.search.tool import shared_bm25
-    from arpo_env.trainers.traces import benchmark_questions, normalize
+    from arpo_env.trainers.decontamination import benchmark_questions, normalize
 
     bench = benchmark_questions()
     backend = shared_bm25(None)

@@ -35,6 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from arpo_env.trainers.decontamination import (  # noqa: F401 - re-exported
+    DecontaminationError,
+    benchmark_questions,
+    check_decontaminated,
+    normalize,
+)
 from arpo_env.trainers.sft_data import Example
 
 Turns = Generator[str, "str | None", None]
@@ -51,35 +57,6 @@ THINK = {
     "search": ["I need to look up {t}.", "Let me search for {t}.", "I should search the corpus for {t}.",
                "Search for information about {t}."],
 }
-
-
-class DecontaminationError(RuntimeError):
-    """A generated question appears in a shipped benchmark test set."""
-
-
-def normalize(q: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", q.lower()).split())
-
-
-def benchmark_questions() -> set[str]:
-    """Normalised questions of every registered benchmark whose data is shipped (others are skipped)."""
-    from arpo_env.benchmarks.registry import list_benchmarks
-    out: set[str] = set()
-    for b in list_benchmarks():
-        try:
-            tasks = b.load()
-        except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
-            continue
-        out.update(normalize(t.question) for t in tasks)
-    return out
-
-
-def check_decontaminated(examples: list[Example], questions: set[str] | None = None) -> None:
-    """Raise :class:`DecontaminationError` listing the examples whose question is a benchmark question."""
-    questions = benchmark_questions() if questions is None else questions
-    bad = [e.user for e in examples if normalize(e.user) in questions]
-    if bad:
-        raise DecontaminationError(f"{len(bad)} generated questions are in a benchmark test set, e.g. {bad[0]!r}")
 
 
 def _pick(rng: np.random.Generator, key: str, **kw: str) -> str:
