@@ -103,11 +103,13 @@ def test_merged_metrics_are_means_over_every_leaf_of_every_rank():
         return {"rewards": rewards, "tool_calls": [1] * len(rewards), "response_tokens": [4] * len(rewards),
                 "branch_entropies": [], "initial_n": [2], "branches": branches, "branch_attempts": 1, "topups": 0,
                 "generated_tokens": 10, "prompts": 1, "gen_total": 8, "gen_unique": 6, "time_gen": t,
-                "time_tools": t, "time_rollout": t, "time_update": t}
+                "time_tools": t, "time_rollout": t, "time_update": t, "time_step": 2 * t,
+                "tool_calls_executed": len(rewards)}
     m = rollout_metrics(merge([part([1.0], 1, 2.0), part([0.0, 0.0, 0.0], 2, 5.0)]))
     assert m["reward"] == 0.25 and m["accuracy"] == 0.25  # not the mean of the ranks' means (0.5)
     assert (m["branches"], m["generated_tokens"], m["time_update"]) == (3, 20, 5.0)
     assert m["prefix_saved_share"] == pytest.approx(1 - 12 / 16)
+    assert (m["tool_calls_executed"], m["tool_calls_executed_per_sample"], m["time_step"]) == (4, 1.0, 10.0)
 
 
 def test_parallel_settings_are_checked(monkeypatch):
