@@ -105,3 +105,11 @@ def parse_pages(text: str) -> list[Hit]:
         body = text[m.end(): nxt.start() if nxt else len(text)].strip()
         hits.append(Hit(title="", snippet=body))
     return hits
+
+
+def check_batch(queries: list[str], k: int) -> None:
+    """Raise :class:`SearchError` for a batch no backend can answer (k < 1, an empty query)."""
+    if k < 1:
+        raise SearchError(f"k must be at least 1, got {k}")
+    if any(not q.strip() for q in queries):
+        raise SearchError("the query is empty")

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from arpo_env.checkpoints import sha256_file
-from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.base import Hit, check_batch
 from arpo_env.envs.search.bm25 import MARKER, cache_dir
 from arpo_env.envs.search.corpus import BUNDLED_CORPUS, Passage, corpus_hash, load_corpus
 from arpo_env.extras import require
@@ -225,10 +225,7 @@ class DenseBackend:
 
     def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
         """:meth:`search` for a batch (one encoder call): what the retrieval server uses."""
-        if k < 1:
-            raise SearchError(f"k must be at least 1, got {k}")
-        if any(not q.strip() for q in queries):
-            raise SearchError("the query is empty")
+        check_batch(queries, k)
         if not queries:
             return []
         idx, scores = self.rank(self.encode_queries(queries), k)

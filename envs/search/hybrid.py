@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.base import Hit, check_batch
 from arpo_env.envs.search.bm25 import BM25Backend
 from arpo_env.envs.search.dense import DenseBackend
 
@@ -123,10 +123,7 @@ class HybridBackend:
 
     def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
         """:meth:`search` for a batch (first-hop and feedback encoder calls are batched)."""
-        if k < 1:
-            raise SearchError(f"k must be at least 1, got {k}")
-        if any(not q.strip() for q in queries):
-            raise SearchError("the query is empty")
+        check_batch(queries, k)
         if not queries:
             return []
         c = self.config

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from arpo_env.envs.search.base import Hit, SearchError
+from arpo_env.envs.search.base import Hit, SearchError, check_batch
 from arpo_env.extras import require
 
 
@@ -77,10 +77,7 @@ class RemoteBackend:
 
     def search_many(self, queries: list[str], k: int) -> list[list[Hit]]:
         """One request for a batch of queries."""
-        if k < 1:
-            raise SearchError(f"k must be at least 1, got {k}")
-        if any(not q.strip() for q in queries):
-            raise SearchError("the query is empty")
+        check_batch(queries, k)
         if not queries:
             return []
         cfg = self.config
