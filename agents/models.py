@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,19 @@ def embedded_model_dir() -> Path:
         _drop_gguf_quantization(target / "config.json")  # folders converted by arpo-env <= 0.1.0 kept it
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # one converter at a time (torchrun ranks start together; two concurrent conversions left a folder
+    # without its weights): the others wait on the lock, then find the finished folder
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        if sys.platform != "win32":
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").exists() and (target / "model.safetensors").exists():
+            return target
+        return _convert_gguf(gguf, target)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> Path:
+    """Convert the GGUF into ``target`` (written in a temp folder, then renamed; the caller holds the lock)."""
     log.info("converting %s to safetensors in %s (once)", gguf.name, target)
     require("agents", "torch", needed_by="the embedded SmolLM2")
     require("agents", "transformers", needed_by="the embedded SmolLM2")

@@ -8,17 +8,24 @@ branches, tool calls per sample.
     python bench/train_step.py                      # tiny random model on CPU (default sizes are small)
     python bench/train_step.py --model PATH --prompts 8 --generations 8 --completion-tokens 256 --vs-trl
 
-``--nproc N`` instead times the update alone at world size 1 and N (``torchrun --standalone`` runs of
+``--nproc N`` also times the update alone at world size 1 and N (``torchrun --standalone`` runs of
 this script, gloo on CPU, nccl on GPUs; each rank rolls out its share of the prompts): update tokens/s of
-the global batch (every rank's sequence tokens / the slowest rank's update time) and the ratio.
+the global batch (every rank's sequence tokens / the slowest rank's update time; median of ``--repeats``
+updates after one warm-up) and the ratio. ``--rollout-backend ''`` skips the rollout part.
 
-    python bench/train_step.py --nproc 2 --prompts 4 --algorithms grpo
+    python bench/train_step.py --nproc 2 --prompts 4 --algorithms grpo --rollout-backend ''
 
 ``--rollout-backend hf,vllm`` runs the same steps (same prompts, seed and model) with each rollout engine
-(:mod:`arpo_env.trainers.rollout_engine`; ``vllm`` needs a Python with vLLM: scripts/setup_vllm_venv.sh) and
-adds the seconds of one verified weight push per sync route (``in_process``, ``disk``; the ``hf`` engine pushes
-nothing) and the rollout-vs-trainer log-prob gap. vLLM's CPU attention refuses the tiny model (head_dim 16):
-use ``--model embedded`` (SmolLM2 + its tool adapter) or a model folder.
+(:mod:`arpo_env.trainers.rollout_engine`; ``vllm`` needs a Python with vLLM: scripts/setup_vllm_venv.sh),
+rollout tokens/s as the median of ``--repeats`` rollouts of the same batch, and adds the median seconds of
+one verified weight push per sync route (``in_process``, ``disk``, ``http`` to a dev-mode ``vllm serve``
+started on 127.0.0.1; the ``hf`` engine pushes nothing) and the rollout-vs-trainer log-prob gap. vLLM's CPU
+attention refuses the tiny model (head_dim 16): use ``--model embedded`` (SmolLM2 + its tool adapter) or a
+model folder. Everything in one run (CPU, the vLLM venv; the in-process engine uses ``OMP_NUM_THREADS``
+threads, ``vllm serve`` binds ``VLLM_CPU_OMP_THREADS_BIND``):
+
+    OMP_NUM_THREADS=2 VLLM_CPU_OMP_THREADS_BIND=0-1 VLLM_CPU_KVCACHE_SPACE=1 VENV/bin/python bench/train_step.py \
+      --model embedded --env-id arpo/Python-v0 --rollout-backend hf,vllm --algorithms grpo --nproc 2
 
 ``--vs-trl`` also times TRL's GRPOTrainer (one step, same prompts x generations, completion length, no KL)
 where ``trl`` is installed; otherwise the JSON says it was skipped. The issue's anchor (H100, SmolLM2-135M
@@ -30,23 +37,50 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
 
 
-def time_pushes(tr, folder: str) -> dict:
-    """Seconds of one verified push per sync route of ``tr``'s engine (version 1, then 2)."""
-    from arpo_env.trainers.rollout_engine import VLLMRollouts, policy_tensors
-    from arpo_env.trainers.weight_sync import DiskSync
-    t0 = time.perf_counter()
-    tr.engine.push(tr.model, 1)
-    out = {"in_process" if isinstance(tr.engine, VLLMRollouts) else "engine": time.perf_counter() - t0}
-    if isinstance(tr.engine, VLLMRollouts):
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        DiskSync(tr.engine.llm, folder).push(policy_tensors(tr.model), 2)
-        out["disk"] = time.perf_counter() - t0
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_pushes(tr, folder: str, repeats: int = 3, http: bool = True) -> dict:
+    """Median seconds of one verified push per sync route into ``tr``'s engine: ``in_process`` (reload from
+    tensors), ``disk`` (a new version folder, reload from it) and ``http`` (the folder, then a dev-mode
+    ``vllm serve`` on 127.0.0.1 started from the engine's export: pause, reload, cache reset, resume, probe
+    log-probs checked against the trainer's); the ``hf`` engine only records the version (``engine``)."""
+    import pathlib
+    import socket
+
+    from arpo_env.trainers.rollout_engine import ServerRollouts, VLLMRollouts, policy_tensors
+    from arpo_env.trainers.weight_sync import DiskSync
+    version = iter(range(1, 10_000))
+    if not isinstance(tr.engine, VLLMRollouts):
+        return {"engine": _median_seconds(lambda: tr.engine.push(tr.model, next(version)), repeats)}
+    disk = DiskSync(tr.engine.llm, folder)
+    out = {"in_process": _median_seconds(lambda: tr.engine.push(tr.model, next(version)), repeats),
+           "disk": _median_seconds(lambda: disk.push(policy_tensors(tr.model), next(version)), repeats)}
+    if http:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        server = ServerRollouts(tr.model, tr.tokenizer, pathlib.Path(folder) / "server", device_type="cpu",
+                                options={"servers": 1, "port": port, "python": sys.executable,
+                                         "max_model_len": tr.cfg.vllm_kwargs.get("max_model_len", 2048)})
+        try:
+            out["http"] = _median_seconds(lambda: server.push(tr.model, next(version)), repeats)
+        finally:
+            server.close()
     return out
 
 
@@ -73,16 +107,19 @@ def run_algorithm(args, algorithm: str, backend: str = "hf") -> dict:
         if args.warmup:
             tr.collect(tasks[:1])
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        batch = tr.collect(tasks)
-        sync()
-        t1 = time.perf_counter()
+        rates = []
+        for _ in range(args.repeats):  # the same prompts (and seed) each time; the median rate is reported
+            sync()
+            t0 = time.perf_counter()
+            batch = tr.collect(tasks)
+            sync()
+            t1 = time.perf_counter()
+            rates.append(batch.stats.generated_tokens / (t1 - t0))
         seqs, _ = tr.build_sequences(batch)
         stats = tr.update(seqs)
         sync()
         t2 = time.perf_counter()
-        pushes = time_pushes(tr, tmp + "/disk") if args.time_pushes else {}
+        pushes = time_pushes(tr, tmp + "/pushes", args.repeats, args.http_push) if args.time_pushes else {}
         tr.close()
     total = sum(t.generated_tokens()[0] for t in batch.trees)
     unique = sum(t.generated_tokens()[1] for t in batch.trees)
@@ -90,7 +127,7 @@ def run_algorithm(args, algorithm: str, backend: str = "hf") -> dict:
     leaves = [leaf for t in batch.trees for leaf in t.leaves]
     return {"rollout_seconds": t1 - t0, "update_seconds": t2 - t1, "step_seconds": t2 - t0,
             "generated_tokens": batch.stats.generated_tokens,
-            "rollout_tokens_per_s": batch.stats.generated_tokens / (t1 - t0),
+            "rollout_tokens_per_s": statistics.median(rates), "rollout_tokens_per_s_repeats": rates,
             "update_tokens": seq_tokens, "update_tokens_per_s": seq_tokens / (t2 - t1),
             "leaf_model_tokens": total, "prefix_saved_share": 1 - unique / total if total else 0.0,
             "branches": batch.stats.branches, "rounds": batch.stats.rounds,
@@ -107,7 +144,8 @@ def dist_worker(args) -> None:
     from arpo_env.trainers.config import BranchingConfig, TrainConfig
     from arpo_env.trainers.trainer import Trainer
 
-    cfg = TrainConfig(model=args.model, env_id=args.env_id, prompts_per_step=args.prompts,
+    cfg = TrainConfig(model=None if args.model == "embedded" else args.model, env_id=args.env_id,
+                      prompts_per_step=args.prompts,
                       rollout=BranchingConfig(algorithm=args.algorithms.split(",")[0].strip(), rollouts_per_prompt=args.generations,
                                               initial_rollouts=max(1, args.generations // 2)),
                       max_response_tokens=args.completion_tokens, max_turn_tokens=args.turn_tokens,
@@ -117,17 +155,21 @@ def dist_worker(args) -> None:
     batch = tr.collect([tr.tasks.get(i) for i in D.shard(args.prompts, tr.dist)])
     seqs, _ = tr.build_sequences(batch)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    tr.update(seqs)  # warm-up (allocations, DDP buckets); then the timed update on the same sequences
-    if tr.dist.enabled:
-        D.barrier()
-    sync()
-    t0 = time.perf_counter()
-    tr.update(seqs)
-    sync()
-    elapsed = time.perf_counter() - t0
+    tr.update(seqs)  # warm-up (allocations, DDP buckets); then the timed updates on the same sequences
+    times = []
+    for _ in range(args.repeats):
+        if tr.dist.enabled:
+            D.barrier()
+        sync()
+        t0 = time.perf_counter()
+        tr.update(seqs)
+        sync()
+        elapsed = time.perf_counter() - t0
+        times.append(D.all_reduce([elapsed], op="max")[0] if tr.dist.enabled else elapsed)
+    elapsed = statistics.median(times)
     tokens = float(sum(len(s["ids"]) for s in seqs))
     if tr.dist.enabled:
-        tokens, elapsed = D.all_reduce([tokens])[0], D.all_reduce([elapsed], op="max")[0]
+        tokens = D.all_reduce([tokens])[0]
     if tr.dist.is_main:
         print("RESULT " + json.dumps({"world_size": tr.dist.world_size, "update_tokens": tokens,
                                       "update_seconds": elapsed, "update_tokens_per_s": tokens / elapsed}))
@@ -136,7 +178,6 @@ def dist_worker(args) -> None:
 
 def run_nproc(args) -> dict:
     """Update tokens/s at world size 1 and ``args.nproc``, side by side (see the module docstring)."""
-    import os
     import subprocess
 
     out: dict = {}
@@ -211,9 +252,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warmup", action="store_true", help="one untimed rollout first (compilation, caches)")
     p.add_argument("--vs-trl", action="store_true")
-    p.add_argument("--nproc", type=int, default=0, help="time the update at world size 1 and NPROC instead")
+    p.add_argument("--nproc", type=int, default=0, help="also time the update at world size 1 and NPROC")
+    p.add_argument("--repeats", type=int, default=3, help="timed rollouts (and pushes per route); medians")
+    p.add_argument("--no-http-push", dest="http_push", action="store_false",
+                   help="vllm: skip timing HTTP pushes to a started vllm serve")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--rollout-backend", default="hf", help="comma-separated rollout engines: hf, vllm")
+    p.add_argument("--rollout-backend", default="hf",
+                   help="comma-separated rollout engines: hf, vllm ('' with --nproc: the update comparison only)")
     p.add_argument("--algorithms", default="arpo,grpo", help="comma-separated: arpo, grpo (--nproc: the first)")
     p.add_argument("--max-model-len", type=int, default=2048, help="vllm engines' max_model_len")
     p.add_argument("--no-time-pushes", dest="time_pushes", action="store_false",
@@ -222,14 +267,11 @@ def main() -> None:
     if args.worker:
         return dist_worker(args)
     import torch
-    if args.nproc:
-        print(json.dumps({"bench": "train_step_nproc", "device": "cuda" if torch.cuda.is_available() else "cpu",
-                          "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
-                          **run_nproc(args)}, indent=1))
-        return
     out = {"bench": "train_step", "device": "cuda" if torch.cuda.is_available() else "cpu",
            "platform": platform.platform(), "torch": torch.__version__, "args": vars(args),
-           }
+           "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    if args.nproc:
+        out["update_world_size"] = run_nproc(args)
     backends = [b.strip() for b in args.rollout_backend.split(",") if b.strip()]
     for algo in [a.strip() for a in args.algorithms.split(",") if a.strip()]:
         runs = {b: run_algorithm(args, algo, b) for b in backends}
@@ -241,6 +283,7 @@ def main() -> None:
                                                                 for b, r in runs.items()}}
     if args.vs_trl:
         out["trl"] = run_trl(args)
+    out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out, indent=1))
 
 

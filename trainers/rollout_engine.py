@@ -26,6 +26,10 @@ top-p, i.e. the trainer's recomputed old log-probs whenever ``top_p=1``, ``top_k
 the top ``logprobs_topk`` (20) log-probs of each of the entropy window's tokens, a lower bound of the exact
 entropy the ``hf`` engine gives.
 
+Under torchrun each rank's engine is independent (``tensor_parallel_size`` 1, no ``data_parallel_size``:
+vLLM's "external DP" layout; its own DP ranks must call ``generate`` together, which would hang ranks whose
+rollouts differ); verified on CPU with 2 gloo ranks (tests/trainers/test_rollout_engine_vllm.py).
+
 Not covered: NCCL weight transfer (GPU; :func:`~arpo_env.trainers.weight_sync.nccl_transfer_available`),
 tensor-parallel engines, servers on other machines (``vllm-server`` writes weight folders the servers must
 see on a shared filesystem).
@@ -136,7 +140,7 @@ def engine_arg_names(vllm: Any) -> set[str]:
 def engine_defaults(vllm: Any, device_type: str, seed: int) -> dict[str, Any]:
     """Engine arguments of :class:`VLLMRollouts` before ``vllm_kwargs``: prefix caching, 20 log-probs,
     processed log-probs, float32 and eager mode on CPU (bf16 and 30% of the GPU memory on CUDA: the trainer
-    shares the device), the external launcher with ``data_parallel_size = WORLD_SIZE`` under torchrun."""
+    shares the device), the external launcher under torchrun (one independent engine per rank)."""
     names = engine_arg_names(vllm)
     kw: dict[str, Any] = {"enable_prefix_caching": True, "max_logprobs": 20, "seed": seed}
     if "logprobs_mode" in names:
@@ -148,8 +152,10 @@ def engine_defaults(vllm: Any, device_type: str, seed: int) -> dict[str, Any]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if "distributed_executor_backend" not in names:
             raise RuntimeError("this vLLM cannot run one engine per torchrun rank (no distributed_executor_backend)")
-        # one engine per rank over the torchrun world (as vLLM's torchrun data-parallel example); not verified here
-        kw.update(distributed_executor_backend="external_launcher", data_parallel_size=int(os.environ["WORLD_SIZE"]))
+        # one independent engine per rank (tensor_parallel_size 1): vLLM's "external DP" layout, where every
+        # rank generates on its own. Not data_parallel_size=WORLD_SIZE: vLLM's DP ranks must call generate
+        # together (an all-reduce every engine step), which hangs ranks whose rollouts differ.
+        kw.update(distributed_executor_backend="external_launcher")
     return {k: v for k, v in kw.items() if k in names}
 
 
@@ -177,7 +183,13 @@ class VLLMRollouts:
         return self.last
 
     def close(self) -> None:
-        pass
+        """Shut the engine down now (idempotent), where this vLLM's engine client has ``shutdown`` (probed).
+        Under torchrun its teardown destroys the process group it joined, so the trainer calls this before
+        its own ``destroy_process_group``; left to the interpreter's exit it fails on a destroyed group."""
+        core: Any = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
 
 
 def _die_with_parent() -> None:

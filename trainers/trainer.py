@@ -18,7 +18,7 @@ Rollouts come from ``rollout_backend`` (:mod:`arpo_env.trainers.rollout_engine`)
 (``hf``) or a vLLM engine that holds the weight version of the trainer's step (checked before each rollout)
 and gets every optimizer step's weights pushed (verified by fingerprint); ``rollout_logprob_gap`` is the mean
 |sampler log-prob - recomputed old log-prob| over trained tokens.
-Not covered: vLLM engines colocated under torchrun are configured (``external_launcher``) but not yet run.
+vLLM engines colocated under torchrun: one ``external_launcher`` engine per rank (verified on CPU, 2 ranks).
 """
 from __future__ import annotations
 

@@ -73,6 +73,28 @@ def test_a_bad_rollout_backend_is_named():
         TrainConfig(rollout_backend="sglang")
 
 
+def test_engine_defaults_under_torchrun_give_each_rank_an_independent_engine(monkeypatch):
+    """Probed by signature; under WORLD_SIZE > 1 the external launcher without vLLM's own data parallelism
+    (whose ranks must call generate together)."""
+    import types
+
+    from arpo_env.trainers.rollout_engine import engine_defaults
+
+    def engine_args(model="", enable_prefix_caching=False, max_logprobs=20, seed=0, dtype="auto",
+                    enforce_eager=False, distributed_executor_backend=None, data_parallel_size=1):
+        pass
+    fake = types.SimpleNamespace(EngineArgs=engine_args)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    kw = engine_defaults(fake, "cpu", 3)
+    assert kw == {"enable_prefix_caching": True, "max_logprobs": 20, "seed": 3, "dtype": "float32",
+                  "enforce_eager": True}  # no logprobs_mode: this EngineArgs lacks it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    kw = engine_defaults(fake, "cpu", 3)
+    assert kw["distributed_executor_backend"] == "external_launcher" and "data_parallel_size" not in kw
+    with pytest.raises(RuntimeError, match="distributed_executor_backend"):
+        engine_defaults(types.SimpleNamespace(EngineArgs=lambda model="", seed=0: None), "cpu", 0)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_engine_without_vllm_names_the_fix(tmp_path):
     import tests.helpers.smoke_env  # noqa: F401

@@ -80,3 +80,48 @@ def test_http_sync_to_a_vllm_server_matches_transformers_and_a_dead_server_raise
     assert versions == [0, 1]
     assert all(row["rollout_logprob_gap"] < 0.05 for row in r["train"]["rows"]), r["train"]
     assert r["dead"]["raised"] and "ConnectError" in r["dead"]["msg"]
+
+
+TORCHRUN_PROBE = ROOT / "tests" / "helpers" / "vllm_torchrun_probe.py"
+
+
+@pytest.mark.slow
+def test_colocated_engines_under_torchrun_each_equal_transformers_after_their_push(tmp_path):
+    """2 gloo ranks, one ``external_launcher`` engine each (vLLM's "external DP": no collectives while
+    generating), each pushed weights of its own; rank 1 makes one more generate call than rank 0."""
+    from arpo_env.agents.models import embedded_model_dir
+    py = vllm_python()
+    cmd = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(TORCHRUN_PROBE),
+           str(embedded_model_dir()), str(tmp_path)]
+    proc = subprocess.run(cmd, env=vllm_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=1200,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr  # the engines shut down before the process group goes
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in ranks:
+        assert r["world_size"] == 2 and r["executor"] == "external_launcher" and r["data_parallel_size"] == 1
+        assert r["version"] == r["read_back"] == 1 and r["checksum"] == r["trainer_checksum"]
+        assert all(c["tokens_equal"] and c["max_gap"] < 1e-3 for c in r["checks"]), r
+    assert [len(r["checks"]) for r in ranks] == [2, 3] and ranks[1]["checks"][-1]["prompt_len"] > 128
+    assert ranks[0]["checksum"] != ranks[1]["checksum"]  # each rank's engine holds its own weights
+
+
+@pytest.mark.slow
+def test_arpo_train_nproc_2_with_colocated_vllm_engines(tmp_path):
+    py = vllm_python()
+    out = tmp_path / "run"
+    cmd = [py, "-m", "arpo_env.cli", "train", "--nproc", "2", "--parallel", "ddp", "--env", "arpo/Python-v0",
+           "--rollout-backend", "vllm", "--steps", "2", "--prompts-per-step", "2",
+           "--rollout.rollouts-per-prompt", "4", "--rollout.initial-rollouts", "2", "--rollout.alpha", "1.0",
+           "--rollout.beta", "0.0", "--max-response-tokens", "192", "--max-turn-tokens", "96", "--lr", "1e-5",
+           "--micro-batch-size", "4", "--save-every", "0", "--no-tensorboard", "--no-progress",
+           "--samples-per-step", "0", "--output-dir", str(out), "--vllm-kwargs", '{"max_model_len": 2048}']
+    proc = subprocess.run(cmd, env=vllm_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=2300,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["world_size"] == 2 for r in rows)
+    assert [r["weight_version"] for r in rows] == [0, 1]  # every rank's engine held the step's weights
+    assert rows[0]["weight_checksum"] != rows[1]["weight_checksum"]
+    assert all(r["leaves"] == 8 and r["trained_tokens"] > 0 for r in rows)
+    assert all(r["rollout_logprob_gap"] < 0.05 for r in rows), rows
