@@ -107,7 +107,17 @@ def multi_turn(args) -> None:
         from arpo_env.agents.backends.vllm import VLLMBackend
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         t0 = time.perf_counter()
-        backend = VLLMBackend.from_pretrained(None, dtype="float32", enforce_eager=True, seed=args.seed,
+        import tempfile
+        from pathlib import Path
+
+        from arpo_env.agents.models import load_model_and_tokenizer
+        from arpo_env.trainers.rollout_engine import export_engine_folder
+        # the HF side's weights exactly: the embedded model with its tool-use adapter merged, in float32
+        model, tok = load_model_and_tokenizer(None, device="cpu", dtype=torch.float32)
+        folder = Path(tempfile.mkdtemp(prefix="arpo-bench-vllm-"))
+        export_engine_folder(model, tok, folder)
+        del model
+        backend = VLLMBackend.from_pretrained(str(folder), dtype="float32", enforce_eager=True, seed=args.seed,
                                               max_model_len=args.max_response_tokens + 1024)
         load_s = time.perf_counter() - t0
         play(backend, backend.tokenizer, argparse.Namespace(**{**vars(args), "turns": 1, "max_new_tokens": 8}))  # warm-up

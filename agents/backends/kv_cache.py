@@ -107,7 +107,7 @@ class PrefixKVCache:
     def check_weights(self, model: Any) -> None:
         """Empty the cache when ``model`` or its parameters changed since the last call."""
         params = list(model.parameters())
-        key = (id(model), params[0].data_ptr() if params else 0, *(p._version for p in params))
+        key = (id(model), _storage(params[0]) if params else 0, *(p._version for p in params))
         if key != self._weights:
             if self._entries:
                 self.clear()
@@ -149,6 +149,14 @@ class PrefixKVCache:
             _, old = self._entries.popitem(last=False)
             total -= len(old)
             self.evicted += 1
+
+
+def _storage(t: torch.Tensor) -> int:
+    """Where a tensor's data lives (catches ``model.to(...)``); 0 for tensors without storage (DTensor)."""
+    try:
+        return int(t.data_ptr())
+    except RuntimeError:
+        return 0
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
