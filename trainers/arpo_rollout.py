@@ -266,6 +266,10 @@ class ARPORollout(Generic[S]):
                     if id(s.env) not in closed:
                         closed.add(id(s.env))
                         s.env.close()
+            # every episode of the batch is finished: free the backend's KV reuse cache (the hf backend's)
+            release = getattr(getattr(self.agent, "backend", None), "clear_kv_cache", None)
+            if callable(release):
+                release()
 
     def _try_branch(self, g: _Group[S], s: S, h: float, stats: RolloutStats) -> bool:
         cfg = self.cfg

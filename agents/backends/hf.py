@@ -13,10 +13,23 @@ EOS or length.
   decode step (``mode="reduce-overhead"``: CUDA graphs). Finished rows keep decoding (their tokens are
   ignored) because static shapes cannot shrink. The cache length is rounded up to ``cache_bucket`` so
   compiled graphs are reused across calls.
+- KV reuse (dynamic cache only; on by default, ``kv_reuse``): after a call, every row's keys and values
+  (context plus generated tokens) stay in a bounded token-prefix cache
+  (:class:`arpo_env.agents.backends.kv_cache.PrefixKVCache`). A later context reuses the longest cached
+  prefix it shares (the same episode's previous round, or for an ARPO fork its parent up to the branch
+  point), so only its new tokens (the last generated token and the observation) are encoded. Rows with
+  cached prefixes of different lengths share one batch: cached KV right-aligned in the past, new tokens
+  right-aligned after it, padding masked out, explicit position ids. Results equal a full re-prefill within
+  float tolerance. Memory: at most ``kv_reuse_tokens`` tokens (LRU eviction; an episode's previous round is
+  dropped when its next round is stored), i.e. ``2 * layers * kv_heads * head_dim * dtype bytes`` per token
+  (46 KB for SmolLM2-135M in float32). The cache empties itself when the weights change. The static-cache
+  path (CUDA default) does not reuse: it prefills every context in full. ``kv_stats`` counts prefill,
+  reused and decode tokens; ``clear_kv_cache()`` frees the cache.
 - Live weights: the backend holds the model object and calls it on every ``generate``; a trainer that
   updates the parameters in place (optimizer steps, ``load_state_dict``) is sampled from at once.
 
-Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those).
+Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those); KV reuse
+on the static-cache path, with sliding-window/hybrid caches, or across processes.
 """
 from __future__ import annotations
 
@@ -33,6 +46,14 @@ except ModuleNotFoundError as exc:  # one line naming the extra instead of a tra
     raise missing_extra("agents", exc, needed_by=__name__) from None
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
+from arpo_env.agents.backends.kv_cache import (
+    KVStats,
+    LayerKV,
+    PrefixKVCache,
+    build_past,
+    cache_layers,
+    extract_row,
+)
 from arpo_env.agents.sampling import make_generator, sample_next
 from arpo_env.agents.stopping import StopChecker
 from arpo_env.config import build
@@ -56,6 +77,11 @@ class HFBackendConfig:
     """The static cache length is rounded up to a multiple of this (fewer recompilations)."""
     compact_fraction: float = 0.25
     """Dynamic cache: drop finished rows once this fraction of the micro-batch is finished."""
+    kv_reuse: bool = True
+    """Keep each row's KV after a call and reuse the longest cached token prefix of later contexts (multi-turn
+    rounds, ARPO forks); dynamic cache only. ``False``: every context is prefilled in full."""
+    kv_reuse_tokens: int = 16384
+    """Token budget of the KV reuse cache over all stored rows (least recently used evicted beyond it)."""
 
 
 class HFBackend:
@@ -78,6 +104,8 @@ class HFBackend:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids) if self.eos_ids else 0)
         self._stop_candidates: dict[tuple[str, ...], torch.Tensor] = {}
         self._compiled: Any = None
+        self.kv_stats = KVStats()
+        self._prefix = PrefixKVCache(self.config.kv_reuse_tokens) if self.config.kv_reuse else None
 
     # ----- construction -----------------------------------------------------------------------------
     @classmethod
@@ -105,6 +133,17 @@ class HFBackend:
         c = self.config.compile
         return (self.device.type == "cuda") if c is None else bool(c)
 
+    @property
+    def prefix_cache(self) -> PrefixKVCache | None:
+        """The KV reuse cache (``None`` when ``kv_reuse`` is off)."""
+        return self._prefix
+
+    def clear_kv_cache(self) -> None:
+        """Free the KV reuse cache (e.g. when a batch of episodes is finished)."""
+        if self._prefix is not None:
+            self._prefix.clear()
+            self.kv_stats.evicted_entries = self._prefix.evicted
+
     # ----- generation -------------------------------------------------------------------------------
     def generate(self, contexts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
         """One continuation per context, in order (see the module docstring)."""
@@ -119,6 +158,8 @@ class HFBackend:
         generator = make_generator(params.seed, self.device)
         was_training = self.model.training
         self.model.eval()
+        if self._prefix is not None:
+            self._prefix.check_weights(self.model)
         try:
             with torch.no_grad():
                 n = self.config.max_batch_size
@@ -127,6 +168,8 @@ class HFBackend:
                     for i, g in zip(idx, self._generate_chunk([contexts[i] for i in idx], params, generator)):
                         out[i] = g
         finally:
+            if self._prefix is not None:
+                self.kv_stats.evicted_entries = self._prefix.evicted
             if was_training:
                 self.model.train()
         return out  # type: ignore[return-value]
@@ -149,21 +192,38 @@ class HFBackend:
                         generator: torch.Generator | None) -> list[Generation]:
         model, device = self.model, self.device
         b = len(contexts)
-        length = max(len(c) for c in contexts)
         max_new = params.max_new_tokens
+        static = self._static()
+        prefix = self._prefix if not static else None
+        cached: list[LayerKV | None] = [None] * b
+        n_cached = [0] * b
+        if prefix is not None:
+            for i, c in enumerate(contexts):
+                cached[i], n_cached[i] = prefix.lookup(c)
+            hits = sum(n > 0 for n in n_cached)
+            self.kv_stats.hits += hits
+            self.kv_stats.misses += b - hits
+        # layout per row: [pad | cached prefix] (the past, width past_w) [pad | new tokens] (width length)
+        new = [len(c) - n for c, n in zip(contexts, n_cached)]
+        past_w, length = max(n_cached), max(new)
         ids = torch.full((b, length), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((b, length), dtype=torch.long)
+        attn = torch.zeros((b, past_w + length), dtype=torch.long)
+        pos = torch.zeros((b, length), dtype=torch.long)
         for i, c in enumerate(contexts):
-            ids[i, length - len(c):] = torch.as_tensor(list(c), dtype=torch.long)
-            attn[i, length - len(c):] = 1
-        ids, attn = ids.to(device), attn.to(device)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            n, m = n_cached[i], new[i]
+            ids[i, length - m:] = torch.as_tensor(list(c[n:]), dtype=torch.long)
+            attn[i, past_w - n:past_w] = 1
+            attn[i, past_w + length - m:] = 1
+            pos[i, length - m:] = torch.arange(n, len(c))
+        self.kv_stats.prefill_tokens += sum(new)
+        self.kv_stats.reused_tokens += sum(n_cached)
+        ids, attn, pos = ids.to(device), attn.to(device), pos.to(device)
         vocab = model.get_output_embeddings().weight.shape[0]
         seen = None
         if params.repetition_penalty != 1.0:
             seen = torch.zeros((b, vocab), dtype=torch.bool, device=device)
-            seen.scatter_(1, ids.clamp(max=vocab - 1), attn.bool())
-        static = self._static()
+            for i, c in enumerate(contexts):
+                seen[i, torch.as_tensor(list(c), dtype=torch.long, device=device).clamp(max=vocab - 1)] = True
         if static:
             bucket = max(1, self.config.cache_bucket)
             total = -(-(length + max_new) // bucket) * bucket
@@ -177,8 +237,17 @@ class HFBackend:
             step_fn = self._decode_fn()
         else:
             mask = attn
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            past = None
+            if past_w:
+                like = next(kv for kv in cached if kv is not None)
+                past = build_past(cached, n_cached, past_w, like)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+                        use_cache=True, logits_to_keep=1)
             cache = out.past_key_values
+            if prefix is not None and cache_layers(cache) is None:
+                log.warning("KV reuse needs a plain DynamicCache; this model's cache is %s: reuse is off",
+                            type(cache).__name__)
+                self._prefix = prefix = None
         logits = out.logits[:, -1, :]
         next_pos = pos[:, -1] + 1
 
@@ -222,6 +291,7 @@ class HFBackend:
                 break
             if seen is not None:
                 seen.scatter_(1, tok[:, None], True)
+            self.kv_stats.decode_tokens += int(active.sum())
             if static:
                 out_logits = step_fn(tok[:, None], mask, next_pos[:, None], cache,
                                      torch.tensor([length + step], device=device))
@@ -229,6 +299,9 @@ class HFBackend:
             else:
                 done_frac = 1.0 - float(active.float().mean())
                 if done_frac >= self.config.compact_fraction:
+                    if prefix is not None:
+                        self._store(prefix, cache, mask, rows, (~active).nonzero().squeeze(-1).tolist(),
+                                    contexts, toks)
                     keep = active.nonzero().squeeze(-1)
                     keep_d = keep.to(device)
                     cache.batch_select_indices(keep_d)
@@ -241,6 +314,9 @@ class HFBackend:
                             past_key_values=cache, use_cache=True)
                 logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
+        if prefix is not None:
+            self._store(prefix, cache, mask, rows, list(range(len(rows))), contexts, toks)
+        self.kv_stats.generated_tokens += sum(len(t) for t in toks)
         gens = []
         for r in range(b):
             text = self.tokenizer.decode(toks[r], skip_special_tokens=False)
@@ -248,6 +324,19 @@ class HFBackend:
                                    finish_reason=finish[r] or "length", stop_string=stop_hit[r],
                                    entropy_source=EntropySource.EXACT, text=text))
         return gens
+
+    @staticmethod
+    def _store(prefix: PrefixKVCache, cache: Any, mask: torch.Tensor, rows: list[int], positions: list[int],
+               contexts: list[Sequence[int]], toks: list[list[int]]) -> None:
+        """Put the KV of the finished rows at batch ``positions`` into the prefix cache: the context and the
+        generated tokens fed back (all but the last, which was never fed)."""
+        layers = cache_layers(cache)
+        if layers is None:
+            return
+        for j in positions:
+            r = rows[j]
+            seq = [*contexts[r], *toks[r][:-1]]
+            prefix.put(seq, extract_row(layers, j, mask[j], len(seq)))
 
     def _decode_fn(self) -> Any:
         """The static-cache decode step, compiled when enabled (compiled once per backend)."""

@@ -1,0 +1,199 @@
+"""A bounded token-prefix KV cache for the ``hf`` backend: multi-turn episodes and ARPO forks reuse the KV
+of tokens they share with an earlier generation, so only new tokens are encoded.
+
+- An entry is one row's token sequence (its context plus the tokens it generated and fed back) and the
+  per-layer keys and values of exactly those tokens, ``(kv_heads, T, head_dim)`` each, copied out of the batch
+  cache when the row finishes.
+- Lookup takes the entry with the longest common prefix with a new context (so a fork, whose context is its
+  parent's up to the branch point, reuses the parent's entry up to there), capped at ``len(context) - 1``:
+  the last context token is always encoded, because its logits start the generation.
+- Bounded: ``budget_tokens`` over all entries, least recently used evicted first; an entry whose tokens are a
+  prefix of a newly stored one (the previous round of the same episode) is dropped at once; an entry longer
+  than the budget is not stored. Prefixes shared by several entries (siblings of a fork) are stored once per
+  entry (copied, not shared blocks), and the budget counts them once per entry.
+- Stale weights: the owner calls :meth:`PrefixKVCache.check_weights` before each use; the cache empties when
+  the model's parameters changed (in-place optimizer steps and ``load_state_dict`` bump tensor versions).
+
+Not covered: paged/block-shared storage, sliding-window or hybrid (recurrent) caches (the backend turns reuse
+off for them), deduplicating identical new suffixes of rows in the same call (siblings encode them each).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from arpo_env.extras import missing_extra, require
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # one line naming the extra instead of a traceback
+    raise missing_extra("agents", exc, needed_by=__name__) from None
+
+#: Per-layer (keys, values), each ``(kv_heads, T, head_dim)``.
+LayerKV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class KVStats:
+    """Token counts of the ``hf`` backend, cumulative since construction or :meth:`reset`."""
+
+    prefill_tokens: int = 0
+    """Context tokens encoded in prefill forward passes (padding not counted)."""
+    reused_tokens: int = 0
+    """Context tokens whose keys and values came from the prefix cache instead (not encoded)."""
+    decode_tokens: int = 0
+    """Generated tokens fed back through a decode step while their row was still running."""
+    generated_tokens: int = 0
+    """Tokens returned to callers."""
+    hits: int = 0
+    """Contexts that reused at least one cached token."""
+    misses: int = 0
+    """Contexts looked up with reuse on that found no shared prefix."""
+    evicted_entries: int = 0
+    """Entries dropped by the token budget (LRU) or by weight changes (not counting superseded ones)."""
+
+    @property
+    def encoded_tokens(self) -> int:
+        """Every token the model encoded: prefill plus decode steps."""
+        return self.prefill_tokens + self.decode_tokens
+
+    def reset(self) -> None:
+        for f in self.__dataclass_fields__:
+            setattr(self, f, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        d = {f: int(getattr(self, f)) for f in self.__dataclass_fields__}
+        d["encoded_tokens"] = self.encoded_tokens
+        return d
+
+
+@dataclass
+class _Entry:
+    tokens: torch.Tensor  # (T,) long, CPU
+    kv: LayerKV = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+class PrefixKVCache:
+    """LRU store of per-row KV keyed by token sequence, bounded by ``budget_tokens`` (see module docstring)."""
+
+    def __init__(self, budget_tokens: int):
+        if budget_tokens < 1:
+            raise ValueError(f"kv_reuse_tokens must be at least 1, got {budget_tokens}; set kv_reuse=False "
+                             "to turn KV reuse off")
+        self.budget_tokens = budget_tokens
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._next = 0
+        self._weights: tuple[int, ...] | None = None
+        self.evicted = 0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens held over all entries."""
+        return sum(len(e) for e in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Drop every entry (e.g. after the episodes that filled it are done)."""
+        self.evicted += len(self._entries)
+        self._entries.clear()
+
+    def check_weights(self, model: Any) -> None:
+        """Empty the cache when ``model`` or its parameters changed since the last call."""
+        params = list(model.parameters())
+        key = (id(model), _storage(params[0]) if params else 0, *(p._version for p in params))
+        if key != self._weights:
+            if self._entries:
+                self.clear()
+            self._weights = key
+
+    def lookup(self, context: Sequence[int]) -> tuple[LayerKV | None, int]:
+        """KV of the longest cached prefix of ``context`` (at most ``len(context) - 1`` tokens) and its length;
+        ``(None, 0)`` when nothing is shared. The entry becomes most recently used."""
+        if not self._entries or len(context) < 2:
+            return None, 0
+        ctx = torch.as_tensor(list(context), dtype=torch.long)
+        best, best_n = None, 0
+        for key, e in self._entries.items():
+            m = min(len(e), len(ctx) - 1)
+            if m <= best_n:
+                continue
+            n = _common_prefix(e.tokens[:m], ctx[:m])
+            if n > best_n:
+                best, best_n = key, n
+        if best is None:
+            return None, 0
+        self._entries.move_to_end(best)
+        kv = self._entries[best].kv
+        return [(k[:, :best_n], v[:, :best_n]) for k, v in kv], best_n
+
+    def put(self, tokens: Sequence[int], kv: LayerKV) -> None:
+        """Store ``kv`` (exactly ``len(tokens)`` positions per layer); drops entries it supersedes, then
+        evicts least recently used entries beyond the budget. Longer than the budget: not stored."""
+        t = torch.as_tensor(list(tokens), dtype=torch.long)
+        if len(t) == 0 or len(t) > self.budget_tokens:
+            return
+        for key in [k for k, e in self._entries.items()
+                    if len(e) <= len(t) and _common_prefix(e.tokens, t[:len(e)]) == len(e)]:
+            del self._entries[key]
+        self._entries[self._next] = _Entry(t, kv)
+        self._next += 1
+        total = self.tokens
+        while total > self.budget_tokens:
+            _, old = self._entries.popitem(last=False)
+            total -= len(old)
+            self.evicted += 1
+
+
+def _storage(t: torch.Tensor) -> int:
+    """Where a tensor's data lives (catches ``model.to(...)``); 0 for tensors without storage (DTensor)."""
+    try:
+        return int(t.data_ptr())
+    except RuntimeError:
+        return 0
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Length of the common prefix of two equally long 1-D tensors."""
+    diff = (a != b).nonzero()
+    return int(diff[0, 0]) if len(diff) else int(a.shape[0])
+
+
+def cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The ``(keys, values)`` of every layer of a transformers ``DynamicCache`` of plain full-attention
+    layers, ``(B, kv_heads, T, head_dim)`` each; ``None`` for any other cache (sliding, hybrid, legacy)."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+        return None
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def build_past(cached: Sequence[LayerKV | None], lengths: Sequence[int], width: int, like: LayerKV) -> Any:
+    """A ``DynamicCache`` of ``width`` positions for a batch: row ``i``'s ``lengths[i]`` cached positions
+    right-aligned (zeros before them, masked out by the caller's attention mask). ``like`` gives the
+    per-layer head count, head size, dtype and device."""
+    DynamicCache = require("agents", "transformers", needed_by="KV reuse").DynamicCache
+    b = len(cached)
+    data = []
+    for layer, (k0, v0) in enumerate(like):
+        k = k0.new_zeros((b, k0.shape[0], width, k0.shape[-1]))
+        v = v0.new_zeros((b, v0.shape[0], width, v0.shape[-1]))
+        for i, (kv, n) in enumerate(zip(cached, lengths)):
+            if kv is not None and n:
+                k[i, :, width - n:] = kv[layer][0]
+                v[i, :, width - n:] = kv[layer][1]
+        data.append((k, v))
+    return DynamicCache(ddp_cache_data=data)
+
+
+def extract_row(layers: list[tuple[torch.Tensor, torch.Tensor]], row: int, mask_row: torch.Tensor,
+                n: int) -> LayerKV:
+    """Copies of row ``row``'s first ``n`` unmasked positions (in order) of every layer."""
+    idx = mask_row.nonzero().squeeze(-1)[:n]
+    return [(k[row][:, idx], v[row][:, idx]) for k, v in layers]  # advanced indexing copies
