@@ -184,8 +184,11 @@ class Trainer:
         self._pack_checked: tuple[bool, str] | None = None  # pack_prefixes: (usable, why not), probed once
         D.reseed(self.dist, cfg.seed)
         params = [p for p in model.parameters() if p.requires_grad]
+        # fused AdamW (one kernel over all parameters; CPU and CUDA) on one process, as TRL's default
+        # ``adamw_torch_fused``; the sharded / replicated paths keep torch's default (foreach)
+        fused = {"fused": True} if not self.dist.enabled and self.device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           betas=tuple(cfg.adam_betas))
+                                           betas=tuple(cfg.adam_betas), **fused)
         self.engine = make_rollout_engine(cfg, self.policy_model, tokenizer, self.device.type)  # holds version 0
         self.backend = self.engine.backend
         self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
