@@ -233,6 +233,11 @@ class TrainConfig:
     rounding). Needs ``sdpa`` or ``eager`` attention and is probed once on the model; otherwise the update
     falls back to flat micro-batches and logs why (metric ``packed`` = 0). ``micro_batch_size`` leaves form
     one packed row, taken in rollout order so a prompt's leaves stay together. Default on."""
+    pack_min_gain: float = 1.0
+    """Pack a micro-batch only when the estimated flat / packed forward cost (matmul FLOPs plus the dense
+    mask's attention FLOPs, :func:`arpo_env.trainers.packing.estimated_gain`) is at least this; 0 packs
+    every micro-batch. The packed row's attention is ``L x L`` with masked pairs computed too, so with
+    little sharing (short prompts, no branches) or attention-heavy models flat is cheaper."""
     lr: float = 1e-6
     """AdamW learning rate (constant)."""
     weight_decay: float = 0.01

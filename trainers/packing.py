@@ -125,6 +125,37 @@ def packed_token_logprobs(logits: torch.Tensor, source: torch.Tensor, targets: t
     return picked - lse[source]
 
 
+def cost_model(model: Any) -> tuple[float, float]:
+    """(forward FLOPs per token of the matmuls, FLOPs per token per attended position) of ``model``:
+    2 x the parameters a token multiplies (all but the input embedding; the LM head counted even when
+    tied) and 4 x layers x heads x head_dim. ``(1, 0)`` when the config does not say (packing always
+    looks cheaper then)."""
+    cfg = getattr(model, "config", None)
+    try:
+        h, layers = int(cfg.hidden_size), int(cfg.num_hidden_layers)
+        heads = int(cfg.num_attention_heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or h // heads)
+        vocab = int(cfg.vocab_size)
+    except (AttributeError, TypeError, ValueError):
+        return 1.0, 0.0
+    params = sum(p.numel() for p in model.parameters())
+    emb = vocab * h  # the input embedding is a lookup; the LM head (tied or not) is a matmul of this size
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    matmul = params - emb + (emb if tied else 0)
+    return 2.0 * matmul, 4.0 * layers * heads * head_dim
+
+
+def estimated_gain(rows: Sequence[Sequence[int]], packed_len: int, costs: tuple[float, float]) -> float:
+    """Estimated flat forward cost / packed forward cost of one micro-batch (:func:`cost_model`): the flat
+    batch forwards ``B x T`` padded positions each attending ``T``, the packed row ``L`` attending ``L``
+    (the mask is dense: masked pairs are computed too, which is why packing can lose when little is shared)."""
+    lin, att = costs
+    t = max(len(r) for r in rows)
+    flat = len(rows) * t * (lin + att * t)
+    packed = packed_len * (lin + att * packed_len)
+    return flat / packed if packed else 1.0
+
+
 def attention_of(model: Any) -> str | None:
     """The attention implementation a (possibly wrapped) HF model runs, ``None`` when unknown."""
     inner = model

@@ -56,7 +56,15 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
-from arpo_env.trainers.packing import Packed, attention_of, pack, packed_token_logprobs, supports_packing
+from arpo_env.trainers.packing import (
+    Packed,
+    attention_of,
+    cost_model,
+    estimated_gain,
+    pack,
+    packed_token_logprobs,
+    supports_packing,
+)
 from arpo_env.trainers.rollout_engine import logprob_gap
 from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
@@ -181,6 +189,7 @@ class Trainer:
         self.train_model = D.wrap_model(model, self.dist)  # the update's forwards (DDP / FSDP2 / model)
         self.model = model
         self._attention = attention_of(model)
+        self._pack_costs = cost_model(model)
         self._pack_checked: tuple[bool, str] | None = None  # pack_prefixes: (usable, why not), probed once
         D.reseed(self.dist, cfg.seed)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -337,9 +346,12 @@ class Trainer:
             micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev),
                           "rlp": rlp.to(dev)})
             if packing:
-                micro[-1]["pack"] = pack([r["ids"] for r in rows], t).to(dev)
+                pk = pack([r["ids"] for r in rows], t)
+                if estimated_gain([r["ids"] for r in rows], pk.length, self._pack_costs) >= cfg.pack_min_gain:
+                    micro[-1]["pack"] = pk.to(dev)
         flat_tokens = sum(len(s["ids"]) for s in seqs)
         packed_tokens = sum(m["pack"].length if "pack" in m else int(m["attn"].sum()) for m in micro)
+        packed_share = sum("pack" in m for m in micro) / len(micro) if micro else 0.0
         total = float(sum(m["mask"].sum().item() for m in micro))
         total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
         if total == 0:
@@ -391,9 +403,9 @@ class Trainer:
         stats = D.reduce_stats(stats, self.dist, keep=("grad_norm",))
         stats["trained_tokens"] = int(total)
         stats["rollout_logprob_gap"] = gap[0] / gap[1] if gap[1] else math.nan
-        stats["packed"] = float(packing)
+        stats["packed"] = packed_share  # share of this rank's micro-batches forwarded packed
         stats["pack_forward_tokens"] = packed_tokens  # tokens the update forwards (flat: sum of leaf lengths)
-        stats["pack_shared_share"] = 1.0 - packed_tokens / flat_tokens if packing and flat_tokens else 0.0
+        stats["pack_shared_share"] = 1.0 - packed_tokens / flat_tokens if flat_tokens else 0.0
         stats["old_logprob_pass"] = float(not reuse)
         return stats
 

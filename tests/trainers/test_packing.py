@@ -80,7 +80,8 @@ def test_packed_update_equals_flat(tmp_path, mode):
     out = {}
     for pack in (False, True):
         # micro-batches of 3 leaves: a tree split across micro-batches, and one holding two prompts
-        with _trainer(tmp_path, f"{mode}{pack}", pack_prefixes=pack, micro_batch_size=3, grad_clip=0.0) as tr:
+        with _trainer(tmp_path, f"{mode}{pack}", pack_prefixes=pack, pack_min_gain=0.0, micro_batch_size=3,
+                      grad_clip=0.0) as tr:
             out[pack] = _update(tr, trees, mode)
     (flat, gflat), (packed, gpacked) = out[False], out[True]
     assert packed["packed"] == 1.0 and flat["packed"] == 0.0 and packed["pack_shared_share"] > 0.2
@@ -126,10 +127,25 @@ def test_model_ignoring_the_mask_falls_back_to_flat(tmp_path, monkeypatch, caplo
         want, _ = _update(tr, trees, "soft")
     monkeypatch.setattr(packing.Packed, "attention_mask",
                         lambda self, attention, dtype: torch.ones_like(self.visible).tril()[None, None])
-    with caplog.at_level(logging.WARNING), _trainer(tmp_path, "broken") as tr:
+    with caplog.at_level(logging.WARNING), _trainer(tmp_path, "broken", pack_min_gain=0.0) as tr:
         got, _ = _update(tr, trees, "soft")
     assert got["packed"] == 0.0 and "falling back to flat" in caplog.text
     assert got["loss"] == pytest.approx(want["loss"], abs=1e-6)
+
+
+def test_packing_is_skipped_where_it_would_cost_more(tmp_path):
+    """Little sharing (4 long independent leaves after a 3-token prompt): the dense L x L mask would cost
+    more attention than the 3 shared tokens save; the estimated gain is < 1 and the rows stay flat."""
+    rng = random.Random(4)
+    trees = [RolloutTree([_leaf(rng, [5, 6, 7] + [rng.randrange(3, 300) for _ in range(300)], 3, i, reward=i)
+                          for i in range(4)])]
+    with _trainer(tmp_path, "auto", micro_batch_size=4) as tr:
+        stats, _ = _update(tr, trees, "soft")
+        rows = [leaf.token_ids for leaf in trees[0].leaves]
+        gain = packing.estimated_gain(rows, packing.pack(rows, max(map(len, rows))).length, tr._pack_costs)
+    assert gain < 1.0 and stats["packed"] == 0.0
+    lin, att = packing.cost_model(tr.model)
+    assert lin > 0 and att > 0
 
 
 def test_old_logprob_pass_skipped_only_with_one_epoch(tmp_path):
