@@ -8,7 +8,8 @@ shared); ``arpo``: leaf k > 0 forks from a random earlier leaf at a random point
 every prompt to its last N tokens (the short-prompt setting: less sharing).
 
 Per setting: the share of forwarded tokens packing saves, median update seconds of each (``--repeats``,
-interleaved), the speed ratio, loss and max |gradient difference| (both on the same weights: lr 1e-12), and
+interleaved; packing forced on every micro-batch, ``auto_packs`` says
+whether the default ``pack_min_gain`` would pack them), the speed ratio, loss and max |gradient difference| (both on the same weights: lr 1e-12), and
 the peak RSS growth during the update on CPU (sampled every 5 ms) or ``max_memory_allocated`` on CUDA.
 
     python bench/packed_update.py --model embedded --prompts 2 --leaves 8 --tokens 256
@@ -101,6 +102,7 @@ def main() -> None:
     import torch
 
     from arpo_env.trainers.config import TrainConfig
+    from arpo_env.trainers.packing import estimated_gain, pack
     from arpo_env.trainers.trainer import Trainer
     cuda = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,6 +127,10 @@ def main() -> None:
                 seqs, _ = tr.build_sequences(SimpleNamespace(trees=trees))
                 runs: dict = {False: [], True: []}
                 first: dict = {}
+                tr.cfg.pack_min_gain = 0.0  # measure packing itself; "auto_packs" says what the default would do
+                rows = [s["ids"] for s in seqs]
+                chunks = [rows[k:k + args.micro_batch_size] for k in range(0, len(rows), args.micro_batch_size)]
+                gains = [estimated_gain(c, pack(c, max(map(len, c))).length, tr._pack_costs) for c in chunks]
                 tr.update(seqs)  # warm-up (allocator, packing probe)
                 for _ in range(args.repeats):
                     for packed in (False, True):
@@ -140,6 +146,7 @@ def main() -> None:
                 out[f"{name}/{algo}"] = {
                     "flat_tokens": sum(len(s["ids"]) for s in seqs), "packed_tokens": sp["pack_forward_tokens"],
                     "shared_share": sp["pack_shared_share"], "packed": sp["packed"],
+                    "estimated_gain": statistics.median(gains), "auto_packs": min(gains) >= 1.0,
                     "flat_seconds": t_flat, "packed_seconds": t_pack, "speedup": t_flat / t_pack,
                     "flat_peak_mib": statistics.median(r[1] for r in runs[False]),
                     "packed_peak_mib": statistics.median(r[1] for r in runs[True]),

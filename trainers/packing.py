@@ -130,7 +130,9 @@ def cost_model(model: Any) -> tuple[float, float]:
     2 x the parameters a token multiplies (all but the input embedding; the LM head counted even when
     tied) and 4 x layers x heads x head_dim. ``(1, 0)`` when the config does not say (packing always
     looks cheaper then)."""
-    cfg = getattr(model, "config", None)
+    cfg: Any = getattr(model, "config", None)
+    if cfg is None:
+        return 1.0, 0.0
     try:
         h, layers = int(cfg.hidden_size), int(cfg.num_hidden_layers)
         heads = int(cfg.num_attention_heads)
