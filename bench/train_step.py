@@ -182,7 +182,7 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
     from arpo_env.trainers.config import TrainConfig
     from arpo_env.trainers.trainer import load_policy
 
-    cfg = TrainConfig(model=args.model)
+    cfg = TrainConfig(model=None if args.model == "embedded" else args.model)
     model, tok = load_policy(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     texts = [tok.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
     same = all(tok(t, add_special_tokens=False).input_ids == list(ids) for t, ids in zip(texts, prompt_ids))
@@ -263,6 +263,7 @@ def main() -> None:
         ours = out.get("grpo") or {}
         if "prompt_ids" not in ours:
             raise SystemExit("--vs-trl needs the grpo algorithm with one rollout backend (it gives TRL its prompts)")
+        print(json.dumps({"grpo": {k: v for k, v in ours.items() if k != "prompt_ids"}}), file=sys.stderr, flush=True)
         out["trl"] = run_trl(args, ours["prompt_ids"])
         if "step_seconds" in out["trl"]:
             out["grpo_speed_vs_trl"] = out["trl"]["step_seconds"] / ours["step_seconds"]
