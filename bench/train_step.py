@@ -107,28 +107,36 @@ def run_algorithm(args, algorithm: str, backend: str = "hf") -> dict:
         if args.warmup:
             tr.collect(tasks[:1])
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+        steps = []  # (rollout, update, step) seconds per timed step; the first of several is warm-up
         rates = []
-        for _ in range(args.repeats):  # the same prompts (and seed) each time; the median rate is reported
+        for _ in range(args.repeats + (1 if args.repeats > 1 else 0)):
             sync()
             t0 = time.perf_counter()
             batch = tr.collect(tasks)
             sync()
             t1 = time.perf_counter()
             rates.append(batch.stats.generated_tokens / (t1 - t0))
-        seqs, _ = tr.build_sequences(batch)
-        stats = tr.update(seqs)
-        sync()
-        t2 = time.perf_counter()
+            seqs, _ = tr.build_sequences(batch)
+            stats = tr.update(seqs)
+            sync()
+            t2 = time.perf_counter()
+            steps.append((t1 - t0, t2 - t1, t2 - t0))
+        if len(steps) > 1:
+            steps, rates = steps[1:], rates[1:]
+        med = [statistics.median(s[k] for s in steps) for k in range(3)]
+        prompt_ids = [t.leaves[0].token_ids[:t.leaves[0].prompt_len] for t in batch.trees]
         pushes = time_pushes(tr, tmp + "/pushes", args.repeats, args.http_push) if args.time_pushes else {}
         tr.close()
     total = sum(t.generated_tokens()[0] for t in batch.trees)
     unique = sum(t.generated_tokens()[1] for t in batch.trees)
     seq_tokens = sum(len(s["ids"]) for s in seqs)
     leaves = [leaf for t in batch.trees for leaf in t.leaves]
-    return {"rollout_seconds": t1 - t0, "update_seconds": t2 - t1, "step_seconds": t2 - t0,
+    return {"rollout_seconds": med[0], "update_seconds": med[1], "step_seconds": med[2], "timed_steps": steps,
             "generated_tokens": batch.stats.generated_tokens,
             "rollout_tokens_per_s": statistics.median(rates), "rollout_tokens_per_s_repeats": rates,
-            "update_tokens": seq_tokens, "update_tokens_per_s": seq_tokens / (t2 - t1),
+            "update_tokens": seq_tokens, "update_tokens_per_s": seq_tokens / med[1],
+            "packed": stats.get("packed"), "pack_shared_share": stats.get("pack_shared_share"),
+            "old_logprob_pass": stats.get("old_logprob_pass"), "prompt_ids": prompt_ids,
             "leaf_model_tokens": total, "prefix_saved_share": 1 - unique / total if total else 0.0,
             "branches": batch.stats.branches, "rounds": batch.stats.rounds,
             "tool_calls_per_sample": sum(len(leaf.tool_calls) for leaf in leaves) / len(leaves),
@@ -199,9 +207,13 @@ def run_nproc(args) -> dict:
     return out
 
 
-def run_trl(args) -> dict:
-    if importlib.util.find_spec("trl") is None:
-        return {"skipped": "trl is not installed"}
+def run_trl(args, prompt_ids: list[list[int]]) -> dict:
+    """TRL's GRPOTrainer on OUR prompts: the prompt token ids our rollout used (same chat template, tool
+    descriptions and questions), decoded to text that TRL tokenizes back (checked to give the same ids);
+    same generations, completion length, dtype, optimizer (AdamW, lr), no KL. Median of the steps after
+    the first (``--repeats``)."""
+    if importlib.util.find_spec("trl") is None or importlib.util.find_spec("datasets") is None:
+        return {"skipped": "trl (and datasets) are not installed: pip install trl"}
     import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -209,14 +221,17 @@ def run_trl(args) -> dict:
     from arpo_env.trainers.config import TrainConfig
     from arpo_env.trainers.trainer import load_policy
 
-    cfg = TrainConfig(model=args.model)
+    cfg = TrainConfig(model=None if args.model == "embedded" else args.model)
     model, tok = load_policy(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    data = Dataset.from_list([{"prompt": f"What is {i} + {i}?"} for i in range(args.prompts)])
+    texts = [tok.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
+    same = all(tok(t, add_special_tokens=False).input_ids == list(ids) for t, ids in zip(texts, prompt_ids))
+    data = Dataset.from_list([{"prompt": t} for t in texts])
     with tempfile.TemporaryDirectory() as tmp:
         conf = GRPOConfig(output_dir=tmp, per_device_train_batch_size=args.prompts * args.generations,
                           num_generations=args.generations, max_completion_length=args.completion_tokens,
-                          beta=0.0, bf16=torch.cuda.is_available(), max_steps=2, logging_steps=1,
-                          report_to=[], learning_rate=1e-6)
+                          beta=0.0, bf16=torch.cuda.is_available(), max_steps=1 + max(1, args.repeats),
+                          logging_steps=1, report_to=[], learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
+                          optim="adamw_torch_fused", temperature=1.0, shuffle_dataset=False)
         trainer = GRPOTrainer(model=model, processing_class=tok, args=conf, train_dataset=data,
                               reward_funcs=[lambda completions, **kw: [float(len(c)) for c in completions]])
         times = []
@@ -232,8 +247,9 @@ def run_trl(args) -> dict:
         trainer.add_callback(Timer())
         with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout carries only our JSON
             trainer.train()
-    step = times[-1]  # the second step (the first includes warm-up)
-    return {"step_seconds": step, "completion_tokens_per_s_upper_bound":
+    step = statistics.median(times[1:])  # the steps after the first (warm-up)
+    return {"step_seconds": step, "timed_steps": times[1:], "prompt_tokens": [len(i) for i in prompt_ids],
+            "prompt_tokens_match": same, "completion_tokens_per_s_upper_bound":
             args.prompts * args.generations * args.completion_tokens / step}
 
 
@@ -253,7 +269,8 @@ def main() -> None:
     p.add_argument("--warmup", action="store_true", help="one untimed rollout first (compilation, caches)")
     p.add_argument("--vs-trl", action="store_true")
     p.add_argument("--nproc", type=int, default=0, help="also time the update at world size 1 and NPROC")
-    p.add_argument("--repeats", type=int, default=3, help="timed rollouts (and pushes per route); medians")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed steps per side and pushes per route (medians; with > 1 an extra first step is warm-up)")
     p.add_argument("--no-http-push", dest="http_push", action="store_false",
                    help="vllm: skip timing HTTP pushes to a started vllm serve")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -282,7 +299,16 @@ def main() -> None:
             out[algo] = {**runs, "rollout_tokens_per_s_ratio": {b: r["rollout_tokens_per_s"] / base
                                                                 for b, r in runs.items()}}
     if args.vs_trl:
-        out["trl"] = run_trl(args)
+        ours = out.get("grpo") or {}
+        if "prompt_ids" not in ours:
+            raise SystemExit("--vs-trl needs the grpo algorithm with one rollout backend (it gives TRL its prompts)")
+        print(json.dumps({"grpo": {k: v for k, v in ours.items() if k != "prompt_ids"}}), file=sys.stderr, flush=True)
+        out["trl"] = run_trl(args, ours["prompt_ids"])
+        if "step_seconds" in out["trl"]:
+            out["grpo_speed_vs_trl"] = out["trl"]["step_seconds"] / ours["step_seconds"]
+    for algo in ("arpo", "grpo"):
+        if isinstance(out.get(algo), dict):
+            out[algo].pop("prompt_ids", None)
     out["loadavg_end"] = os.getloadavg()
     print(json.dumps(out, indent=1))
 

@@ -56,6 +56,15 @@ from arpo_env.trainers.config import TrainConfig
 from arpo_env.trainers.data import make_task_stream
 from arpo_env.trainers.losses import kl_k3, ppo_dual_clip_loss, token_logprobs
 from arpo_env.trainers.metrics import MetricsLogger
+from arpo_env.trainers.packing import (
+    Packed,
+    attention_of,
+    cost_model,
+    estimated_gain,
+    pack,
+    packed_token_logprobs,
+    supports_packing,
+)
 from arpo_env.trainers.rollout_engine import logprob_gap
 from arpo_env.trainers.run_folder import check_run_folder, record_settings
 from arpo_env.trainers.samples import SampleWriter
@@ -179,10 +188,16 @@ class Trainer:
         self.policy_model = D.full_copy(model, self.dist)  # rollouts and old log-probs (never communicates)
         self.train_model = D.wrap_model(model, self.dist)  # the update's forwards (DDP / FSDP2 / model)
         self.model = model
+        self._attention = attention_of(model)
+        self._pack_costs = cost_model(model)
+        self._pack_checked: tuple[bool, str] | None = None  # pack_prefixes: (usable, why not), probed once
         D.reseed(self.dist, cfg.seed)
         params = [p for p in model.parameters() if p.requires_grad]
+        # fused AdamW (one kernel over all parameters; CPU and CUDA) on one process, as TRL's default
+        # ``adamw_torch_fused``; the sharded / replicated paths keep torch's default (foreach)
+        fused = {"fused": True} if not self.dist.enabled and self.device.type in ("cpu", "cuda") else {}
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           betas=tuple(cfg.adam_betas))
+                                           betas=tuple(cfg.adam_betas), **fused)
         self.engine = make_rollout_engine(cfg, self.policy_model, tokenizer, self.device.type)  # holds version 0
         self.backend = self.engine.backend
         self.agent = Agent(self.backend, tokenizer, max_response_tokens=cfg.max_response_tokens,
@@ -232,6 +247,53 @@ class Trainer:
         temp = self.cfg.temperature if self.cfg.temperature > 0 else 1.0
         return token_logprobs(logits, ids[:, 1:], temperature=temp)
 
+    def _micro_logprobs(self, model: Any, m: dict[str, Any]) -> torch.Tensor:
+        """The flat ``[B, T-1]`` log-probs of micro-batch ``m``: from its packed trie when it has one
+        (:mod:`arpo_env.trainers.packing`), else from the padded rows."""
+        pk: Packed | None = m.get("pack")
+        if pk is None:
+            return self._logprobs(model, m["ids"], m["attn"])
+        dtype = self.amp_dtype or next(self.model.parameters()).dtype
+        with self._autocast():
+            logits = model(input_ids=pk.ids, position_ids=pk.positions, use_cache=False,
+                           attention_mask=pk.attention_mask(self._attention or "sdpa", dtype)).logits[0]
+        temp = self.cfg.temperature if self.cfg.temperature > 0 else 1.0
+        return packed_token_logprobs(logits, pk.source, m["ids"][:, 1:], temperature=temp)
+
+    def _packing_ok(self, seqs: list[dict[str, Any]]) -> bool:
+        """Whether this update packs (``pack_prefixes``, an attention that takes the mask, and a one-time
+        probe that packed and flat log-probs agree on this model); logs the reason when it falls back."""
+        if not self.cfg.pack_prefixes:
+            return False
+        if self._pack_checked is None:
+            ok, why = supports_packing(self.model)
+            if ok and seqs:
+                ok, why = self._probe_packing(seqs[0]["ids"])
+            self._pack_checked = (ok, why)
+            if not ok:
+                log.warning("pack_prefixes: falling back to flat micro-batches: %s", why)
+        return self._pack_checked[0]
+
+    def _probe_packing(self, ids: Sequence[int]) -> tuple[bool, str]:
+        """Two short rows that branch after 8 tokens, packed and flat, on the policy model (no grad)."""
+        if len(ids) < 12:
+            return True, ""
+        a, b = list(ids[:12]), list(ids[:8]) + [int(x) for x in reversed(ids[8:12])]
+        if a == b:
+            b[-1] = (b[-1] + 1) % max(2, len(self.tokenizer))
+        flat = {"ids": torch.tensor([a, b], device=self.device), "attn": torch.ones((2, 12), dtype=torch.long,
+                                                                                    device=self.device)}
+        with torch.no_grad():
+            want = self._logprobs(self.policy_model, flat["ids"], flat["attn"])
+            try:
+                got = self._micro_logprobs(self.policy_model, {**flat, "pack": pack([a, b], 12).to(self.device)})
+            except Exception as exc:  # a model that rejects position ids or a 4D mask
+                return False, f"the packed forward failed ({type(exc).__name__}: {exc})"
+        err = float((got - want).abs().max())
+        tol = 1e-3 if self.amp_dtype is None else 1e-1
+        return (True, "") if err <= tol else (False, f"packed log-probs differ from flat ones by {err:.2e} "
+                                                     f"(the model ignores the 4D mask or position ids)")
+
     # ----- one step ---------------------------------------------------------------------------------------
     def collect(self, tasks: Sequence[Task]) -> RolloutBatch:
         """Roll out ``tasks`` (from :attr:`tasks`; each played with the stream's ``reset`` options)."""
@@ -261,7 +323,9 @@ class Trainer:
         seqs = [s for s in seqs if sum(s["mask"][1:]) > 0]
         if not seqs and not self.dist.enabled:
             return {"loss": 0.0, "trained_tokens": 0}
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]["ids"]))
+        packing = self._packing_ok(seqs)
+        # packed: consecutive leaves (a prompt's group together); flat: by length (least padding)
+        order = list(range(len(seqs))) if packing else sorted(range(len(seqs)), key=lambda i: len(seqs[i]["ids"]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         micro = []
         for k in range(0, len(order), cfg.micro_batch_size):
@@ -281,29 +345,36 @@ class Trainer:
                 rlp[j, :n - 1] = torch.tensor(r["lp"][1:], dtype=torch.float)
             micro.append({"ids": ids.to(dev), "attn": attn.to(dev), "mask": mask.to(dev), "adv": adv.to(dev),
                           "rlp": rlp.to(dev)})
+            if packing:
+                pk = pack([r["ids"] for r in rows], t)
+                if estimated_gain([r["ids"] for r in rows], pk.length, self._pack_costs) >= cfg.pack_min_gain:
+                    micro[-1]["pack"] = pk.to(dev)
+        flat_tokens = sum(len(s["ids"]) for s in seqs)
+        packed_tokens = sum(m["pack"].length if "pack" in m else int(m["attn"].sum()) for m in micro)
+        packed_share = sum("pack" in m for m in micro) / len(micro) if micro else 0.0
         total = float(sum(m["mask"].sum().item() for m in micro))
         total, scale = D.token_mean_scale(total, self.dist)  # world size W: loss W * local sum / global tokens
         if total == 0:
             return {"loss": 0.0, "trained_tokens": 0}
         micro = D.pad_micro_batches(micro, self.dist, lambda: D.dummy_micro(pad, dev))
-        reuse = cfg.reuse_old_logprobs and cfg.ppo_epochs == 1 and self.ref_model is None
+        reuse = cfg.reuse_old_logprobs and cfg.ppo_epochs == 1
         self.model.eval()  # dropout off for old log-probs; the policy itself is unchanged
         gap = (0.0, 0)  # |sampler's log-probs - old log-probs| over trained tokens
         with torch.no_grad():
             for m in micro:
                 if not reuse:
-                    m["old"] = self._logprobs(self.policy_model, m["ids"], m["attn"])
+                    m["old"] = self._micro_logprobs(self.policy_model, m)
                     g = logprob_gap(m["old"], m["rlp"], m["mask"])
                     gap = (gap[0] + g[0], gap[1] + g[1])
                 if self.ref_model is not None:
-                    m["ref"] = self._logprobs(self.ref_model, m["ids"], m["attn"])
+                    m["ref"] = self._micro_logprobs(self.ref_model, m)
         self.train_model.train()
         stats = {"loss": 0.0, "pg_loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "dual_clip_frac": 0.0,
                  "ratio_mean": 0.0, "grad_norm": 0.0}
         for _ in range(cfg.ppo_epochs):
             self.optimizer.zero_grad(set_to_none=True)
             for m in micro:
-                logp = self._logprobs(self.train_model, m["ids"], m["attn"])
+                logp = self._micro_logprobs(self.train_model, m)
                 old = logp.detach() if reuse else m["old"]
                 if reuse:  # one epoch: the old log-probs are this forward's
                     g = logprob_gap(old, m["rlp"], m["mask"])
@@ -332,6 +403,10 @@ class Trainer:
         stats = D.reduce_stats(stats, self.dist, keep=("grad_norm",))
         stats["trained_tokens"] = int(total)
         stats["rollout_logprob_gap"] = gap[0] / gap[1] if gap[1] else math.nan
+        stats["packed"] = packed_share  # share of this rank's micro-batches forwarded packed
+        stats["pack_forward_tokens"] = packed_tokens  # tokens the update forwards (flat: sum of leaf lengths)
+        stats["pack_shared_share"] = 1.0 - packed_tokens / flat_tokens if flat_tokens else 0.0
+        stats["old_logprob_pass"] = float(not reuse)
         return stats
 
     def train_step(self) -> dict[str, float]:
