@@ -13,6 +13,8 @@ Everything is offline (the bundled corpus, a temporary cache dir unless ``--cach
 - ``build_s``: the index from scratch (dense: encode every passage); ``load_s``: a new backend object
   that loads the saved index from disk (what a second process pays). ``query_ms``: one query at a time,
   k=10, the HotpotQA questions, after a warm-up pass. Threads: torch uses ``--threads`` (default 2).
+- ``--sweep-threads 1,2``: bm25, dense and hybrid timed interleaved query by query at each torch thread
+  count, with the p50 ratio to BM25: the number to trust on a shared machine.
 - ``--tune``: grid over the hybrid weights on the ``tune`` set only (prints the table, best first).
 """
 from __future__ import annotations
@@ -50,6 +52,25 @@ def _latency(backend: Any, queries: list[str], passes: int) -> dict[str, float]:
             backend.search(q, 10)
             lat.append(time.perf_counter() - t0)
     return _ms(lat)
+
+
+def _side_by_side(backends: dict[str, Any], queries: list[str], passes: int) -> dict[str, Any]:
+    """Latency of each backend with the backends interleaved query by query (so a shared, busy machine
+    loads them alike), plus each backend's p50 over BM25's p50 (``ratio_to_bm25``)."""
+    for q in queries[:20]:
+        for b in backends.values():
+            b.search(q, 10)
+    lat: dict[str, list[float]] = {n: [] for n in backends}
+    for _ in range(passes):
+        for q in queries:
+            for n, b in backends.items():
+                t0 = time.perf_counter()
+                b.search(q, 10)
+                lat[n].append(time.perf_counter() - t0)
+    out: dict[str, Any] = {n: _ms(x) for n, x in lat.items()}
+    if "bm25" in out:
+        out["ratio_to_bm25"] = {n: round(out[n]["p50"] / out["bm25"]["p50"], 2) for n in backends if n != "bm25"}
+    return out
 
 
 def _tune(bm25: Any, dense: Any, questions: list[dict]) -> list[dict]:
@@ -91,6 +112,9 @@ def main() -> None:
     ap.add_argument("--questions", action="append", default=[], help="a user question set (JSON lines)")
     ap.add_argument("--passes", type=int, default=2, help="passes over the queries for latency")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
+    ap.add_argument("--sweep-threads", default="", help="e.g. 1,2: also time bm25/dense/hybrid interleaved "
+                    "at each torch thread count (side_by_side in the output)")
+    ap.add_argument("--latency-queries", type=int, default=100, help="how many HotpotQA questions are timed")
     ap.add_argument("--cache-dir", help="keep/reuse indexes here (default: a temporary dir, built from scratch)")
     ap.add_argument("--tune", action="store_true", help="grid-search the hybrid weights on the tune set")
     args = ap.parse_args()
@@ -107,7 +131,7 @@ def main() -> None:
     passages = load_corpus()
     sets = {s: load_question_set(s) for s in args.sets.split(",") if s}
     sets.update({Path(p).name: load_question_set(p) for p in args.questions})
-    queries = [q["question"] for q in load_question_set("hotpotqa")]
+    queries = [q["question"] for q in load_question_set("hotpotqa")][:args.latency_queries]
     out: dict[str, Any] = {"bench": "search", "corpus": {"file": BUNDLED_CORPUS.name, "passages": len(passages),
                                                           "hash": corpus_hash(passages)},
                            "sets": {s: {"questions": len(q), "metric": "passage recall" if "titles" in q[0]
@@ -123,7 +147,7 @@ def main() -> None:
     timing: dict[str, dict[str, Any]] = {"bm25": {"build_s": round(bm25_build, 3),
                                                   "load_s": round(time.perf_counter() - t0, 3)}}
     dense = server = None
-    if set(names) - {"bm25"} or args.tune:
+    if set(names) - {"bm25"} or args.tune or args.sweep_threads:
         from arpo_env.envs.search.dense import DenseBackend, DenseConfig
         from arpo_env.envs.search.hybrid import HybridBackend, HybridConfig
         cfg = DenseConfig(threads=args.threads)
@@ -154,6 +178,15 @@ def main() -> None:
                                  "recall": {s: recall(b, q) for s, q in sets.items()}}
     if server is not None:
         server.close()
+    if args.sweep_threads and dense is not None:
+        import torch
+        default = torch.get_num_threads()
+        out["side_by_side"] = {}
+        for t in [int(x) for x in args.sweep_threads.split(",")]:
+            torch.set_num_threads(t)
+            trio = {n: backends[n] for n in ("bm25", "dense", "hybrid")}
+            out["side_by_side"][f"threads={t}"] = _side_by_side(trio, queries, args.passes)
+        torch.set_num_threads(default)
 
     cache = SearchCache(Path(tmp) / "bench.sqlite")
     cached = CachedBackend(bm25, cache, "read-write")

@@ -7,15 +7,17 @@ One query runs in two rounds over one corpus (both backends must index the same 
 2. **Second hop.** (a) *Title links*: passages whose title is mentioned in the question or in the text of
    the ``link_from`` best first-hop passages (exact, case-folded n-gram match against the corpus titles,
    also without a trailing ``(disambiguation)``), ordered by dense similarity to the question: this is
-   how the bridge entity of a HotpotQA/2Wiki question is reached. (b) *Pseudo-relevance feedback*: the
-   question plus the best first-hop passage is searched again, dense (``w_prf``).
+   how the bridge entity of a HotpotQA/2Wiki question is reached (``link_from`` > 1 with ``link_decay``
+   prefers candidates linked from better-ranked passages). (b) *Pseudo-relevance feedback* (Rocchio in
+   embedding space): the question's vector plus ``prf_alpha`` times the mean stored embedding of the
+   ``prf_docs`` best first-hop passages, normalised, searched again dense (``w_prf``).
 
 The final score of a passage is the weighted sum of its reciprocal ranks in the lists it appears in; the
 top ``k`` distinct passages are returned (the same k as any other backend). The defaults were chosen on
 a tuning set that is neither evaluation set (``bench/search.py`` and docs/retrieval.md tell which).
-``w_links = w_prf = 0`` gives plain RRF fusion. Costs per query: one BM25 query, two encoder calls
-(question, question + passage) and a few vector products. Not covered: learned rerankers, query
-decomposition by an LLM, link extraction beyond exact title matches.
+``w_links = w_prf = 0`` gives plain RRF fusion. Costs per query: one BM25 query, ONE encoder call (the
+question; feedback and link ordering reuse the stored passage vectors) and a few vector products. Not
+covered: learned rerankers, query decomposition by an LLM, link extraction beyond exact title matches.
 """
 from __future__ import annotations
 
@@ -55,7 +57,16 @@ class HybridConfig:
     link_from: int = 1
     """How many of the best first-hop passages are read for title mentions (the question always is)."""
     w_prf: float = 0.5
-    """Weight of the dense ranking of question + best passage (0: no feedback round)."""
+    """Weight of the dense feedback ranking (0: no feedback round)."""
+    prf_docs: int = 2
+    """Feedback passages: the query vector plus the stored embeddings of this many best first-hop passages."""
+    prf_alpha: float = 1.0
+    """Weight of the feedback passages' mean embedding added to the query vector (Rocchio's beta)."""
+    link_decay: float = 0.0
+    """Link candidates are ordered by similarity / r**link_decay, r the rank of the best first-hop passage
+    linking to them (question mentions count as rank 1); 0: by similarity alone."""
+    link_feedback: bool = False
+    """Order link candidates by similarity to the feedback vector (question + best passages), not the question."""
     min_title_chars: int = 4
     """Titles shorter than this are never linked (too ambiguous)."""
 
@@ -103,7 +114,9 @@ class HybridBackend:
         self.passages = bm25.passages
         c = self.config
         self.name = (f"hybrid:{dense.name.split(':')[1]}:{bm25.corpus_hash}:"
-                     f"{c.w_bm25:g},{c.w_dense:g},{c.w_links:g}x{c.link_from},{c.w_prf:g},{c.pool},{c.rrf_k:g}")
+                     f"{c.w_bm25:g},{c.w_dense:g},{c.w_links:g}x{c.link_from},{c.w_prf:g}v{c.prf_docs}x{c.prf_alpha:g},"
+                     f"{c.link_decay:g}{'f' if c.link_feedback else ''},"
+                     f"{c.pool},{c.rrf_k:g}")
         self._linker = TitleLinker([p.title for p in self.passages], c.min_title_chars)
         self._links: dict[int, list[int]] = {}
         self._lock = threading.Lock()
@@ -136,21 +149,31 @@ class HybridBackend:
             self._add(score, [int(i) for i in row], c.w_dense)
             fused.append(score)
         firsts = [sorted(s, key=lambda i: -s[i]) for s in fused]
-        if c.w_prf > 0:
-            prf = [f"{q} {self.passages[f[0]].title} {self.passages[f[0]].text}" if f else q
-                   for q, f in zip(queries, firsts)]
-            p_idx, _ = self.dense.rank(self.dense.encode_queries(prf), c.pool)
+        fb = None
+        if c.w_prf > 0 or c.link_feedback:
+            # Rocchio in embedding space: no second encoder call (the passages' vectors are stored).
+            emb = self.dense.embeddings
+            fb = np.stack([qv[n] + c.prf_alpha * emb[f[:c.prf_docs]].mean(axis=0) if f else qv[n]
+                           for n, f in enumerate(firsts)])
+            fb /= np.linalg.norm(fb, axis=1, keepdims=True)
+            fb = fb.astype(np.float32)
+        if fb is not None and c.w_prf > 0:
+            p_idx, _ = self.dense.rank(fb, c.pool)
             for score, row in zip(fused, p_idx):
                 self._add(score, [int(i) for i in row], c.w_prf)
         out = []
         for n, (q, score, first) in enumerate(zip(queries, fused, firsts)):
             if c.w_links > 0:
-                cands: dict[int, None] = dict.fromkeys(self._linker.mentions(q))
-                for src in first[:c.link_from]:
-                    cands.update(dict.fromkeys(self._passage_links(src)))
+                # candidate -> best (lowest) rank of a passage linking to it; question mentions rank 1
+                cands: dict[int, int] = dict.fromkeys(self._linker.mentions(q), 1)
+                for r, src in enumerate(first[:c.link_from], 1):
+                    for j in self._passage_links(src):
+                        cands.setdefault(j, r)
                 if cands:
                     ids = np.fromiter(cands, dtype=np.int64)
-                    sims = self.dense.embeddings[ids] @ qv[n]
+                    sims = self.dense.embeddings[ids] @ (fb[n] if c.link_feedback and fb is not None else qv[n])
+                    if c.link_decay:
+                        sims = sims / np.fromiter(cands.values(), dtype=np.float64) ** c.link_decay
                     self._add(score, [int(ids[j]) for j in np.argsort(-sims, kind="stable")[:c.pool]], c.w_links)
             best = sorted(score, key=lambda i: (-score[i], i))[:k]
             out.append([self._hit(i, score[i]) for i in best])
