@@ -118,7 +118,10 @@ def multi_turn(args) -> None:
         export_engine_folder(model, tok, folder)
         del model
         backend = VLLMBackend.from_pretrained(str(folder), dtype="float32", enforce_eager=True, seed=args.seed,
-                                              max_model_len=args.max_response_tokens + 1024)
+                                              max_model_len=args.max_response_tokens + 1024,
+                                              # CPU: the KV space is this share of host memory; vLLM's 0.92
+                                              # fails to start when anything else holds 2 GiB
+                                              gpu_memory_utilization=0.5)
         load_s = time.perf_counter() - t0
         play(backend, backend.tokenizer, argparse.Namespace(**{**vars(args), "turns": 1, "max_new_tokens": 8}))  # warm-up
         rows = [play(backend, backend.tokenizer, args) for _ in range(args.repeats)]
