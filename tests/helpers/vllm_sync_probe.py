@@ -7,21 +7,7 @@ import sys
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: tensors pass as tensors
 
 
-def hf_greedy(model, ids, n):
-    import torch
-    with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)[0, len(ids):]
-        seq = torch.tensor([ids + out.tolist()])
-        lp = torch.log_softmax(model(seq).logits[0, len(ids) - 1:-1].double(), -1)
-    return out.tolist(), lp.gather(1, out[:, None])[:, 0].tolist()
-
-
-def vllm_greedy(llm, ids, n):
-    import vllm
-    sp = vllm.SamplingParams(temperature=0.0, max_tokens=n, logprobs=1, ignore_eos=True)
-    o = llm.generate([{"prompt_token_ids": ids}], sp, use_tqdm=False)[0].outputs[0]
-    return list(o.token_ids), [d[t].logprob for t, d in zip(o.token_ids, o.logprobs)]
-
+from greedy_compare import hf_greedy, vllm_greedy  # noqa: E402  (the script folder is on sys.path)
 
 if __name__ == "__main__":
     import torch
