@@ -213,14 +213,16 @@ def register_sft(app: typer.Typer) -> None:
     def traces(out: str = typer.Option("traces.jsonl", "--out", "-o", help="ShareGPT JSONL to write."),
                env: list[str] = typer.Option(["arpo/Calculator-v0=100"], "--env",
                                              help="ENV_ID=N (repeatable): N teacher trajectories in ENV_ID."),
-               seed: int = typer.Option(0, help="Seed of tasks and wording.")) -> None:
+               seed: int = typer.Option(0, help="Seed of tasks and wording."),
+               search_backend: Optional[str] = typer.Option(
+                   None, help="Search backend of Search-v0/MultiTool-v0 (bm25, hybrid, ...; default: auto).")) -> None:
         """Teacher demonstrations played through the real envs, decontaminated against the benchmarks."""
         import json
 
         from arpo_env.trainers.traces import DecontaminationError, write_traces
         try:
             counts = {e.split("=")[0]: int(e.split("=")[1]) if "=" in e else 100 for e in env}
-            report = write_traces(out, counts, seed)
+            report = write_traces(out, counts, seed, search_backend)
         except (ValueError, DecontaminationError) as exc:
             typer.echo(f"arpo traces: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -201,13 +201,21 @@ def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None =
     return kept, dropped
 
 
-def write_traces(out: str | Path, counts: dict[str, int], seed: int = 0) -> dict[str, Any]:
-    """Play ``counts`` (``ENV_ID`` or ``ENV_ID:TEACHER`` -> trajectories), check decontamination, write ShareGPT JSONL to ``out``."""
+#: Envs whose search tool takes ``SearchConfig`` keywords (``backend=...``).
+SEARCH_ENVS = ("arpo/Search-v0", "arpo/MultiTool-v0")
+
+
+def write_traces(out: str | Path, counts: dict[str, int], seed: int = 0,
+                 search_backend: str | None = None) -> dict[str, Any]:
+    """Play ``counts`` (``ENV_ID`` or ``ENV_ID:TEACHER`` -> trajectories), check decontamination, write ShareGPT
+    JSONL to ``out``. ``search_backend`` (``bm25``, ``hybrid``, ...) is passed to the envs with a search tool
+    (:data:`SEARCH_ENVS`); ``None`` keeps their default (``auto``: hybrid when the ``dense`` extra is installed)."""
     examples: list[Example] = []
     report: dict[str, Any] = {}
     for key, n in counts.items():
         env_id, _, teacher = key.partition(":")
-        kept, dropped = play(env_id, n, seed, teacher=teacher or None)
+        kwargs = {"backend": search_backend} if search_backend and env_id in SEARCH_ENVS else None
+        kept, dropped = play(env_id, n, seed, env_kwargs=kwargs, teacher=teacher or None)
         examples += kept
         report[key] = {"kept": len(kept), "dropped": dropped}
     check_decontaminated(examples)

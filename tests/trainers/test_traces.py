@@ -93,3 +93,12 @@ def test_word_problems_are_deterministic_and_their_code_computes_the_answer():
         scope: dict = {}
         exec("\n".join(t.metadata["code"]), scope)  # noqa: S102 - the generator's own arithmetic
         assert str(scope["answer"]) == t.answer[0]
+
+
+def test_search_backend_option_reaches_only_the_search_envs(tmp_path):
+    with pytest.raises(ValueError, match="no-such-backend"):
+        write_traces(tmp_path / "s.jsonl", {"arpo/Search-v0": 1}, seed=1, search_backend="no-such-backend")
+    report = write_traces(tmp_path / "c.jsonl", {"arpo/Calculator-v0": 1}, seed=1, search_backend="no-such-backend")
+    assert report["arpo/Calculator-v0"]["kept"] == 1
+    report = write_traces(tmp_path / "b.jsonl", {"arpo/Search-v0": 2}, seed=1, search_backend="bm25")
+    assert report["arpo/Search-v0"] == {"kept": 2, "dropped": 0}
