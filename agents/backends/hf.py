@@ -279,7 +279,8 @@ class HFBackend:
             mask = attn
         logits = out.logits[:, -1, :]
         if len(uniq) < b:  # expand the deduplicated rows: row i gets the KV and logits of its first copy
-            expand = torch.tensor([uniq.index(s) for s in src], device=device)
+            at = {u: j for j, u in enumerate(uniq)}
+            expand = torch.tensor([at[s] for s in src], device=device)
             cache.batch_select_indices(expand)
             logits, mask, pos = logits[expand], mask[expand], pos[expand]
         next_pos = pos[:, -1] + 1

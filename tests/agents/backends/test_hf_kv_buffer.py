@@ -109,6 +109,17 @@ def test_single_and_multi_turn_equal_the_stock_cache(tiny, knobs):
     _assert_same(new.generate(_group(tok), GREEDY), old.generate(_group(tok), GREEDY))
 
 
+def test_eager_attention_reads_the_buffer_views_too():
+    # float32: in float64, eager attention gives NaN for left-padded rows on the stock path as well
+    model, tok = tiny_model_and_tokenizer("llama", seed=3, dtype=torch.float32)
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    new, old = HFBackend(model, tok, cache="dynamic"), HFBackend(model, tok, cache="dynamic", **OLD)
+    for a, b in zip(_play(new, tok, _group(tok), rounds=2), _play(old, tok, _group(tok), rounds=2)):
+        assert all(torch.isfinite(torch.tensor(g.logprobs)).all() for g in a)
+        _assert_same(a, b)
+
+
 def test_compaction_with_rows_finishing_at_different_steps():
     model, tok = tiny_model_and_tokenizer("qwen2", seed=2, stop_boost=3.0, dtype=torch.float64)
     params = SamplingParams(temperature=0.0, max_new_tokens=24, seed=0, stop=("</calculator>", "</answer>"))
