@@ -20,6 +20,14 @@ observations fed to a later round + generated tokens), and the ratios::
 
     python bench/rollout.py --multi-turn --model embedded --batch 16 --turns 3 --max-new-tokens 128 \
         --repeats 3 --vllm-python /path/venv-vllm/bin/python --out bench/results/rollout_kv_reuse.json
+
+``--compare-stock`` adds ``hf_kv_reuse_stock`` (reuse on, ``kv_buffer=False, dedup_prefill=False``: the stock
+``DynamicCache`` and one prefill per row) to the interleaved runs and reports ``kv_buffer_dedup_speedup``
+(``hf_kv_reuse`` over it). ``--group G`` plays G episodes per env seed, so each first turn holds groups of G
+identical prompts as in GRPO (the minimum counts them once per row, so dedup can encode less than it)::
+
+    python bench/rollout.py --multi-turn --model embedded --batch 16 --group 4 --turns 3 --max-new-tokens 128 \
+        --repeats 3 --compare-stock --vllm-python /path/venv-vllm/bin/python
 """
 from __future__ import annotations
 
@@ -56,7 +64,7 @@ def play(backend, tok, args):
     timed = TimedBackend(backend)
     agent = Agent(timed, tok, max_response_tokens=args.max_response_tokens)
     envs = [arpo_env.make("arpo/Calculator-v0") for _ in range(args.batch)]
-    states = [agent.start(e, seed=s) for s, e in enumerate(envs)]
+    states = [agent.start(e, seed=s // args.group) for s, e in enumerate(envs)]  # --group copies per seed
     params = arpo_env.SamplingParams(temperature=args.temperature, top_p=0.95, top_k=20, repetition_penalty=1.1,
                                      max_new_tokens=args.max_new_tokens, seed=args.seed)
     stats = getattr(backend, "kv_stats", None)
@@ -79,6 +87,7 @@ def play(backend, tok, args):
         d = {k: after[k] - before[k] for k in after}
         row.update(encoded_tokens=d["encoded_tokens"], prefill_tokens=d["prefill_tokens"],
                    reused_tokens=d["reused_tokens"], decode_tokens=d["decode_tokens"],
+                   dedup_tokens=d.get("dedup_tokens", 0),
                    encoded_vs_min=round(d["encoded_tokens"] / timed.minimum, 3))
         backend.clear_kv_cache()  # the next repeat starts cold, as a new batch of episodes would
     return row
@@ -137,6 +146,8 @@ def multi_turn(args) -> None:
         model, tok = loaded.model, loaded.tokenizer
     backends = {"hf_kv_reuse": HFBackend(model, tok, cache="dynamic"),
                 "hf_full_prefill": HFBackend(model, tok, cache="dynamic", kv_reuse=False)}
+    if args.compare_stock:  # reuse on, but the stock DynamicCache (torch.cat per step) and no prefill dedup
+        backends["hf_kv_reuse_stock"] = HFBackend(model, tok, cache="dynamic", kv_buffer=False, dedup_prefill=False)
     for b in backends.values():
         play(b, tok, argparse.Namespace(**{**vars(args), "turns": 1, "max_new_tokens": 8}))  # warm-up
     runs: dict[str, list] = {k: [] for k in backends}
@@ -146,18 +157,20 @@ def multi_turn(args) -> None:
     result = {"bench": "rollout_multi_turn", "model": args.model or "embedded",
               "dtype": str(next(model.parameters()).dtype),
               "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} torch threads; box shared)",
-              "episodes": args.batch, "turns": args.turns, "max_new_tokens": args.max_new_tokens,
+              "episodes": args.batch, "group": args.group, "turns": args.turns, "max_new_tokens": args.max_new_tokens,
               "temperature": args.temperature, "repeats": args.repeats,
               **{k: _summary(v) for k, v in runs.items()}}
     on, off = result["hf_kv_reuse"], result["hf_full_prefill"]
     result["kv_reuse_speedup"] = round(on["tok_per_s"] / off["tok_per_s"], 3)
+    if args.compare_stock:
+        result["kv_buffer_dedup_speedup"] = round(on["tok_per_s"] / result["hf_kv_reuse_stock"]["tok_per_s"], 3)
     result["encoded_le_min"] = all(r["encoded_tokens"] <= r["min_tokens"] for r in on["runs"])
     if args.vllm_python:
         env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1")}
         cmd = [args.vllm_python, __file__, "--multi-turn", "--backend", "vllm", "--batch", str(args.batch),
                "--turns", str(args.turns), "--max-new-tokens", str(args.max_new_tokens),
                "--max-response-tokens", str(args.max_response_tokens), "--temperature", str(args.temperature),
-               "--seed", str(args.seed), "--repeats", str(args.repeats)]
+               "--seed", str(args.seed), "--repeats", str(args.repeats), "--group", str(args.group)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("{")), None)
         if proc.returncode or line is None:
@@ -183,6 +196,10 @@ def main() -> None:
                     "multi-turn episodes (see the module docstring)")
     ap.add_argument("--turns", type=int, default=3, help="--multi-turn: rounds per episode")
     ap.add_argument("--repeats", type=int, default=3, help="--multi-turn: repeats (medians reported)")
+    ap.add_argument("--group", type=int, default=1, help="--multi-turn: episodes per env seed (a GRPO group: "
+                    "identical first-turn prompts)")
+    ap.add_argument("--compare-stock", action="store_true", help="--multi-turn: also HF with reuse but the stock "
+                    "DynamicCache and no prefill dedup (kv_buffer=False, dedup_prefill=False), interleaved")
     ap.add_argument("--vllm-python", default=None, help="--multi-turn: a Python with vLLM to compare with")
     ap.add_argument("--backend", default="hf", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="--multi-turn: also write the JSON here")

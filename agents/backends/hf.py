@@ -8,7 +8,15 @@ EOS or length.
 - Batching: contexts are sorted by length, cut into micro-batches of ``max_batch_size`` rows, left-padded,
   prefilled in one forward pass, then decoded one token per step for all rows of the micro-batch.
 - CPU (and any non-CUDA device) uses a dynamic KV cache; rows that finish are dropped from the batch and
-  the cache once at least ``compact_fraction`` of the rows are done.
+  the cache once at least ``compact_fraction`` of the rows are done. By default (``kv_buffer``) it is a
+  :class:`arpo_env.agents.backends.kv_buffer.BufferedCache`: each call preallocates past + prompt +
+  ``max_new_tokens`` positions per row and decode steps write in place (transformers' ``DynamicCache``
+  copies the whole cache every step); same results within float tolerance. Memory: the call's full KV is
+  allocated at its first step rather than grown step by step.
+- Identical contexts in one call (a GRPO group's first turn; ARPO siblings) are prefilled once and their KV
+  and last logits copied to each such row (``dedup_prefill``; dynamic cache, within a micro-batch). Every
+  row still samples on its own from the shared generator, in the same order as without dedup, so a fixed
+  seed gives the same samples. ``kv_stats.dedup_tokens`` counts the context tokens this saved.
 - CUDA takes the fast path: a static KV cache (shapes constant across steps) and a ``torch.compile``d
   decode step (``mode="reduce-overhead"``: CUDA graphs). Finished rows keep decoding (their tokens are
   ignored) because static shapes cannot shrink. The cache length is rounded up to ``cache_bucket`` so
@@ -28,8 +36,9 @@ EOS or length.
 - Live weights: the backend holds the model object and calls it on every ``generate``; a trainer that
   updates the parameters in place (optimizer steps, ``load_state_dict``) is sampled from at once.
 
-Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those); KV reuse
-on the static-cache path, with sliding-window/hybrid caches, or across processes.
+Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those); KV reuse,
+the in-place buffer and prefill dedup on the static-cache path; reuse and the buffer with sliding-window/hybrid
+caches (stock cache then); reuse across processes; dedup of contexts that only share a prefix not yet cached.
 """
 from __future__ import annotations
 
@@ -46,6 +55,7 @@ except ModuleNotFoundError as exc:  # one line naming the extra instead of a tra
     raise missing_extra("agents", exc, needed_by=__name__) from None
 
 from arpo_env.agent import EntropySource, Generation, SamplingParams
+from arpo_env.agents.backends import kv_buffer
 from arpo_env.agents.backends.kv_cache import (
     KVStats,
     LayerKV,
@@ -53,6 +63,7 @@ from arpo_env.agents.backends.kv_cache import (
     build_past,
     cache_layers,
     extract_row,
+    prefill_layout,
 )
 from arpo_env.agents.sampling import make_generator, sample_next
 from arpo_env.agents.stopping import StopChecker
@@ -82,6 +93,13 @@ class HFBackendConfig:
     rounds, ARPO forks); dynamic cache only. ``False``: every context is prefilled in full."""
     kv_reuse_tokens: int = 16384
     """Token budget of the KV reuse cache over all stored rows (least recently used evicted beyond it)."""
+    kv_buffer: bool = True
+    """Dynamic cache: preallocate each call's KV (past + prompt + ``max_new_tokens`` positions per row) and write
+    decode steps in place (:mod:`arpo_env.agents.backends.kv_buffer`) instead of ``torch.cat``-ing the whole
+    cache every step. Models with sliding-window/hybrid layers keep the stock cache."""
+    dedup_prefill: bool = True
+    """Dynamic cache: prefill identical contexts of one call once (e.g. a GRPO group's first turn) and copy
+    their KV and last logits to every row that has them; rows still sample independently."""
 
 
 class HFBackend:
@@ -104,6 +122,7 @@ class HFBackend:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids) if self.eos_ids else 0)
         self._stop_candidates: dict[tuple[str, ...], torch.Tensor] = {}
         self._compiled: Any = None
+        self._n_buffer_layers: int | None = None
         self.kv_stats = KVStats()
         self._prefix = PrefixKVCache(self.config.kv_reuse_tokens) if self.config.kv_reuse else None
 
@@ -132,6 +151,14 @@ class HFBackend:
     def _compile_enabled(self) -> bool:
         c = self.config.compile
         return (self.device.type == "cuda") if c is None else bool(c)
+
+    def _buffer_layers(self) -> int:
+        """Layers of the in-place KV buffer for this model; 0 when ``kv_buffer`` is off or not applicable."""
+        if not self.config.kv_buffer:
+            return 0
+        if self._n_buffer_layers is None:
+            self._n_buffer_layers = kv_buffer.buffer_layers(self.model.config)
+        return self._n_buffer_layers
 
     @property
     def prefix_cache(self) -> PrefixKVCache | None:
@@ -195,28 +222,26 @@ class HFBackend:
         max_new = params.max_new_tokens
         static = self._static()
         prefix = self._prefix if not static else None
-        cached: list[LayerKV | None] = [None] * b
-        n_cached = [0] * b
+        # rows with identical contexts are prefilled once (their first row, in ``uniq``) and expanded after
+        src = list(range(b))
+        if self.config.dedup_prefill and not static:
+            first: dict[tuple[int, ...], int] = {}
+            src = [first.setdefault(tuple(c), i) for i, c in enumerate(contexts)]
+        uniq = sorted(set(src))
+        cached: dict[int, LayerKV | None] = {i: None for i in uniq}
+        n_cached = dict.fromkeys(uniq, 0)
         if prefix is not None:
-            for i, c in enumerate(contexts):
-                cached[i], n_cached[i] = prefix.lookup(c)
-            hits = sum(n > 0 for n in n_cached)
+            for i in uniq:
+                cached[i], n_cached[i] = prefix.lookup(contexts[i])
+            hits = sum(n_cached[s] > 0 for s in src)
             self.kv_stats.hits += hits
             self.kv_stats.misses += b - hits
-        # layout per row: [pad | cached prefix] (the past, width past_w) [pad | new tokens] (width length)
-        new = [len(c) - n for c, n in zip(contexts, n_cached)]
-        past_w, length = max(n_cached), max(new)
-        ids = torch.full((b, length), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((b, past_w + length), dtype=torch.long)
-        pos = torch.zeros((b, length), dtype=torch.long)
-        for i, c in enumerate(contexts):
-            n, m = n_cached[i], new[i]
-            ids[i, length - m:] = torch.as_tensor(list(c[n:]), dtype=torch.long)
-            attn[i, past_w - n:past_w] = 1
-            attn[i, past_w + length - m:] = 1
-            pos[i, length - m:] = torch.arange(n, len(c))
-        self.kv_stats.prefill_tokens += sum(new)
-        self.kv_stats.reused_tokens += sum(n_cached)
+        ids, attn, pos = prefill_layout([contexts[i] for i in uniq], [n_cached[i] for i in uniq], self.pad_id)
+        past_w, length = attn.shape[1] - ids.shape[1], ids.shape[1]
+        new = {i: len(contexts[i]) - n_cached[i] for i in uniq}
+        self.kv_stats.prefill_tokens += sum(new.values())
+        self.kv_stats.dedup_tokens += sum(new[s] for i, s in enumerate(src) if s != i)
+        self.kv_stats.reused_tokens += sum(n_cached[s] for s in src)
         ids, attn, pos = ids.to(device), attn.to(device), pos.to(device)
         vocab = model.get_output_embeddings().weight.shape[0]
         seen = None
@@ -236,19 +261,28 @@ class HFBackend:
                         cache_position=torch.arange(length, device=device), use_cache=True, logits_to_keep=1)
             step_fn = self._decode_fn()
         else:
-            mask = attn
-            past = None
-            if past_w:
-                like = next(kv for kv in cached if kv is not None)
-                past = build_past(cached, n_cached, past_w, like)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past,
+            n_layers = self._buffer_layers()
+            capacity = past_w + length + max_new - 1 if n_layers else 0  # every position a step writes
+            like = next((kv for kv in cached.values() if kv is not None), None)
+            past: Any = None
+            if like is not None:
+                past = build_past([cached[i] for i in uniq], [n_cached[i] for i in uniq], past_w, like, capacity)
+            elif n_layers:
+                past = kv_buffer.BufferedCache(n_layers, capacity)
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=past,
                         use_cache=True, logits_to_keep=1)
             cache = out.past_key_values
             if prefix is not None and cache_layers(cache) is None:
                 log.warning("KV reuse needs a plain DynamicCache; this model's cache is %s: reuse is off",
                             type(cache).__name__)
                 self._prefix = prefix = None
+            mask = attn
         logits = out.logits[:, -1, :]
+        if len(uniq) < b:  # expand the deduplicated rows: row i gets the KV and logits of its first copy
+            at = {u: j for j, u in enumerate(uniq)}
+            expand = torch.tensor([at[s] for s in src], device=device)
+            cache.batch_select_indices(expand)
+            logits, mask, pos = logits[expand], mask[expand], pos[expand]
         next_pos = pos[:, -1] + 1
 
         stops = tuple(dict.fromkeys(params.stop))

@@ -15,7 +15,8 @@ of tokens they share with an earlier generation, so only new tokens are encoded.
   the model's parameters changed (in-place optimizer steps and ``load_state_dict`` bump tensor versions).
 
 Not covered: paged/block-shared storage, sliding-window or hybrid (recurrent) caches (the backend turns reuse
-off for them), deduplicating identical new suffixes of rows in the same call (siblings encode them each).
+off for them), sharing new tokens between different contexts of the same call (siblings whose contexts differ
+encode their common uncached part each; identical contexts are prefilled once by the backend, ``dedup_prefill``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class KVStats:
     """Context tokens encoded in prefill forward passes (padding not counted)."""
     reused_tokens: int = 0
     """Context tokens whose keys and values came from the prefix cache instead (not encoded)."""
+    dedup_tokens: int = 0
+    """Context tokens not encoded because an identical context in the same call was (its copies' new tokens;
+    their cached prefix counts in ``reused_tokens``): prefill + reused + dedup = all context tokens."""
     decode_tokens: int = 0
     """Generated tokens fed back through a decode step while their row was still running."""
     generated_tokens: int = 0
@@ -167,28 +171,36 @@ def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 
 def cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """The ``(keys, values)`` of every layer of a transformers ``DynamicCache`` of plain full-attention
-    layers, ``(B, kv_heads, T, head_dim)`` each; ``None`` for any other cache (sliding, hybrid, legacy)."""
+    layers (or a :class:`~arpo_env.agents.backends.kv_buffer.BufferedCache`: views of the filled part),
+    ``(B, kv_heads, T, head_dim)`` each; ``None`` for any other cache (sliding, hybrid, legacy)."""
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+    if not layers or any(type(layer).__name__ not in ("DynamicLayer", "BufferedLayer") for layer in layers):
         return None
     return [(layer.keys, layer.values) for layer in layers]
 
 
-def build_past(cached: Sequence[LayerKV | None], lengths: Sequence[int], width: int, like: LayerKV) -> Any:
-    """A ``DynamicCache`` of ``width`` positions for a batch: row ``i``'s ``lengths[i]`` cached positions
-    right-aligned (zeros before them, masked out by the caller's attention mask). ``like`` gives the
-    per-layer head count, head size, dtype and device."""
-    DynamicCache = require("agents", "transformers", needed_by="KV reuse").DynamicCache
+def build_past(cached: Sequence[LayerKV | None], lengths: Sequence[int], width: int, like: LayerKV,
+               capacity: int = 0) -> Any:
+    """A cache of ``width`` positions for a batch: row ``i``'s ``lengths[i]`` cached positions right-aligned
+    (zeros before them, masked out by the caller's attention mask). ``like`` gives the per-layer head count,
+    head size, dtype and device. ``capacity`` > 0: a
+    :class:`~arpo_env.agents.backends.kv_buffer.BufferedCache` with room for that many positions per row;
+    0: a ``DynamicCache``."""
     b = len(cached)
     data = []
     for layer, (k0, v0) in enumerate(like):
-        k = k0.new_zeros((b, k0.shape[0], width, k0.shape[-1]))
-        v = v0.new_zeros((b, v0.shape[0], width, v0.shape[-1]))
+        k = k0.new_empty((b, k0.shape[0], max(width, capacity), k0.shape[-1]))
+        v = v0.new_empty((b, v0.shape[0], max(width, capacity), v0.shape[-1]))
+        k[:, :, :width], v[:, :, :width] = 0, 0
         for i, (kv, n) in enumerate(zip(cached, lengths)):
             if kv is not None and n:
-                k[i, :, width - n:] = kv[layer][0]
-                v[i, :, width - n:] = kv[layer][1]
+                k[i, :, width - n:width] = kv[layer][0]
+                v[i, :, width - n:width] = kv[layer][1]
         data.append((k, v))
+    if capacity:
+        from arpo_env.agents.backends.kv_buffer import BufferedCache
+        return BufferedCache.from_past(data, width)
+    DynamicCache = require("agents", "transformers", needed_by="KV reuse").DynamicCache
     return DynamicCache(ddp_cache_data=data)
 
 
@@ -197,3 +209,21 @@ def extract_row(layers: list[tuple[torch.Tensor, torch.Tensor]], row: int, mask_
     """Copies of row ``row``'s first ``n`` unmasked positions (in order) of every layer."""
     idx = mask_row.nonzero().squeeze(-1)[:n]
     return [(k[row][:, idx], v[row][:, idx]) for k, v in layers]  # advanced indexing copies
+
+
+def prefill_layout(contexts: Sequence[Sequence[int]], n_cached: Sequence[int],
+                   pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prefill inputs ``(ids, attention_mask, position_ids)``; per row ``[pad | cached prefix]`` (the past,
+    ``max(n_cached)`` wide) then ``[pad | new tokens]``: ids and positions cover the new part only."""
+    b, new = len(contexts), [len(c) - n for c, n in zip(contexts, n_cached)]
+    past_w, length = max(n_cached), max(new)
+    ids = torch.full((b, length), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, past_w + length), dtype=torch.long)
+    pos = torch.zeros((b, length), dtype=torch.long)
+    for i, c in enumerate(contexts):
+        n, m = n_cached[i], new[i]
+        ids[i, length - m:] = torch.as_tensor(list(c[n:]), dtype=torch.long)
+        attn[i, past_w - n:past_w] = 1
+        attn[i, past_w + length - m:] = 1
+        pos[i, length - m:] = torch.arange(n, len(c))
+    return ids, attn, pos
