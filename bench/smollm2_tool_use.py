@@ -20,14 +20,15 @@ import json
 import time
 
 
-def run_suite(agent, suite: str, n: int, params) -> dict:
+def run_suite(agent, suite: str, n: int, params, search_backend: str | None = None) -> dict:
     import arpo_env
     from arpo_env.rewards import token_f1
     options = None
     if suite in ("hotpotqa", "gsm8k"):
         from arpo_env.benchmarks.registry import get_benchmark
         tasks = get_benchmark({"hotpotqa": "hotpotqa_offline", "gsm8k": "gsm8k"}[suite]).load(limit=n)
-        env_id, kw = ("arpo/Search-v0", {}) if suite == "hotpotqa" else ("arpo/Python-v0", {"max_tool_calls": 3})
+        env_id, kw = (("arpo/Search-v0", {"backend": search_backend} if search_backend else {}) if suite == "hotpotqa"
+                      else ("arpo/Python-v0", {"max_tool_calls": 3}))
         envs = [arpo_env.make(env_id, **kw) for _ in tasks]
         options = [{"task": t} for t in tasks]
     else:
@@ -62,6 +63,8 @@ def main() -> None:
     ap.add_argument("--max-response-tokens", type=int, default=640)
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--search-backend", default=None,
+                    help="hotpotqa suite: Search-v0's backend (bm25 = a README install; default: auto)")
     args = ap.parse_args()
 
     import torch
@@ -69,7 +72,7 @@ def main() -> None:
     import arpo_env
     from arpo_env.agents import load_agent
 
-    out: dict = {"bench": "smollm2_tool_use", "threads": torch.get_num_threads(), "tasks": args.tasks, "results": {}}
+    out: dict = {"bench": "smollm2_tool_use", "threads": torch.get_num_threads(), "args": vars(args), "results": {}}
     for name in args.models.split(","):
         torch.manual_seed(args.seed)
         agent = load_agent("hf", None, max_response_tokens=args.max_response_tokens, base_only=(name != "sft"))
@@ -81,7 +84,7 @@ def main() -> None:
         params = arpo_env.SamplingParams(temperature=args.temperature, top_p=0.95, top_k=20, repetition_penalty=1.1,
                                          max_new_tokens=args.max_new_tokens, seed=args.seed)
         for suite in args.suites.split(","):
-            out["results"][f"{name}/{suite}"] = run_suite(agent, suite, args.tasks, params)
+            out["results"][f"{name}/{suite}"] = run_suite(agent, suite, args.tasks, params, args.search_backend)
             print(json.dumps({f"{name}/{suite}": out["results"][f"{name}/{suite}"]}), flush=True)
     print(json.dumps(out, indent=1))
 
