@@ -177,3 +177,12 @@ def test_the_extras_table_matches_pyproject():
     everything = {e for item in extras_of["all"] for e in item.partition("[")[2].rstrip("]").split(",")}
     # vllm pins its own torch; ray is 240 MB installed and only for scale-out: neither is part of `all`
     assert everything == set(EXTRAS) - {"vllm", "ray"}
+
+
+def test_the_readme_install_merges_the_tool_use_adapter():
+    """The README's main command installs ``agents`` (not ``train``): the embedded default's adapter needs peft
+    there, or ``arpo demo`` silently runs the raw model (0 tool calls)."""
+    import tomllib
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    assert any(dep.split(">")[0].split("=")[0].strip() == "peft" for dep in extras["agents"])
