@@ -210,7 +210,8 @@ def run_nproc(args) -> dict:
 def run_trl(args, prompt_ids: list[list[int]]) -> dict:
     """TRL's GRPOTrainer on OUR prompts: the prompt token ids our rollout used (same chat template, tool
     descriptions and questions), decoded to text that TRL tokenizes back (checked to give the same ids);
-    same generations, completion length, dtype, optimizer (AdamW, lr), no KL. Median of the steps after
+    same generations, completion length, dtype, optimizer (AdamW, lr), no KL, and gradient checkpointing as
+    ours (off; TRL's default is on, which recomputes the forward in the backward). Median of the steps after
     the first (``--repeats``)."""
     if importlib.util.find_spec("trl") is None or importlib.util.find_spec("datasets") is None:
         return {"skipped": "trl (and datasets) are not installed: pip install trl"}
@@ -231,7 +232,8 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
                           num_generations=args.generations, max_completion_length=args.completion_tokens,
                           beta=0.0, bf16=torch.cuda.is_available(), max_steps=1 + max(1, args.repeats),
                           logging_steps=1, report_to=[], learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
-                          optim="adamw_torch_fused", temperature=1.0, shuffle_dataset=False)
+                          optim="adamw_torch_fused", temperature=1.0, shuffle_dataset=False,
+                          gradient_checkpointing=cfg.gradient_checkpointing)  # TRL defaults to True; ours to False
         trainer = GRPOTrainer(model=model, processing_class=tok, args=conf, train_dataset=data,
                               reward_funcs=[lambda completions, **kw: [float(len(c)) for c in completions]])
         times = []
@@ -245,12 +247,25 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
             def on_step_end(self, *a, **k):
                 times[-1] = time.perf_counter() - times[-1]
         trainer.add_callback(Timer())
+        gen_times: list[float] = []
+        completion_tokens: list[int] = []
+        generate_and_score = trainer._generate_and_score_completions
+
+        def timed_generation(inputs):  # TRL's rollout: generation, rewards, advantages (one call per step)
+            t0 = time.perf_counter()
+            batch = generate_and_score(inputs)
+            gen_times.append(time.perf_counter() - t0)
+            completion_tokens.append(int(batch["completion_mask"].sum()))
+            return batch
+        trainer._generate_and_score_completions = timed_generation
         with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout carries only our JSON
             trainer.train()
     step = statistics.median(times[1:])  # the steps after the first (warm-up)
-    return {"step_seconds": step, "timed_steps": times[1:], "prompt_tokens": [len(i) for i in prompt_ids],
-            "prompt_tokens_match": same, "completion_tokens_per_s_upper_bound":
-            args.prompts * args.generations * args.completion_tokens / step}
+    rollout = statistics.median(gen_times[1:])
+    return {"step_seconds": step, "timed_steps": times[1:], "rollout_seconds": rollout,
+            "update_seconds": statistics.median([t - g for t, g in zip(times[1:], gen_times[1:])]),
+            "generated_tokens": int(statistics.median(completion_tokens[1:])),
+            "prompt_tokens": [len(i) for i in prompt_ids], "prompt_tokens_match": same}
 
 
 def main() -> None:
@@ -305,7 +320,15 @@ def main() -> None:
         print(json.dumps({"grpo": {k: v for k, v in ours.items() if k != "prompt_ids"}}), file=sys.stderr, flush=True)
         out["trl"] = run_trl(args, ours["prompt_ids"])
         if "step_seconds" in out["trl"]:
-            out["grpo_speed_vs_trl"] = out["trl"]["step_seconds"] / ours["step_seconds"]
+            trl = out["trl"]
+            out["grpo_speed_vs_trl"] = trl["step_seconds"] / ours["step_seconds"]
+            out["update_speed_vs_trl"] = trl["update_seconds"] / ours["update_seconds"]
+            out["rollout_tokens_per_s_vs_trl"] = ours["rollout_tokens_per_s"] / (
+                trl["generated_tokens"] / trl["rollout_seconds"])
+            # TRL always decodes to the length limit (its reward has no stop); ours stops at tool calls and
+            # answers. Our step with its rollout scaled to TRL's generated tokens at our rollout rate:
+            scaled = trl["generated_tokens"] / ours["rollout_tokens_per_s"]
+            out["grpo_speed_vs_trl_token_normalized"] = trl["step_seconds"] / (scaled + ours["update_seconds"])
     for algo in ("arpo", "grpo"):
         if isinstance(out.get(algo), dict):
             out[algo].pop("prompt_ids", None)
