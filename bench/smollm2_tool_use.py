@@ -22,7 +22,7 @@ import time
 
 def run_suite(agent, suite: str, n: int, params, search_backend: str | None = None) -> dict:
     import arpo_env
-    from arpo_env.rewards import token_f1
+    from arpo_env.benchmarks.metrics import arpo_eval_f1, f1
     options = None
     if suite in ("hotpotqa", "gsm8k"):
         from arpo_env.benchmarks.registry import get_benchmark
@@ -43,9 +43,11 @@ def run_suite(agent, suite: str, n: int, params, search_backend: str | None = No
     row = {"tasks": k, "share_calling_tool": sum(bool(t.tool_calls) for t in trajs) / k,
            "share_answered": sum(t.answer is not None for t in trajs) / k,
            "mean_reward": sum(t.reward for t in trajs) / k, "rollout_s": round(wall, 1)}
-    if suite == "hotpotqa":
-        row["f1"] = sum(max((token_f1(t.answer or "", g) for g in o["task"].answer), default=0.0)
-                        for t, o in zip(trajs, options or [])) / k
+    if suite == "hotpotqa":  # the benchmark's metric (official HotpotQA F1) and ARPO's evaluation F1
+        golds = [o["task"].answer for o in options or []]
+        row["f1"] = sum(f1(t.answer, g) for t, g in zip(trajs, golds)) / k
+        row["arpo_f1"] = sum(arpo_eval_f1(t.answer, g) for t, g in zip(trajs, golds)) / k
+        row["predictions"] = [[t.answer, g[0]] for t, g in zip(trajs, golds)]
     else:
         row["accuracy"] = sum(t.reward > 0 for t in trajs) / k
     row["example"] = trajs[0].text[:300]
