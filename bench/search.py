@@ -105,13 +105,39 @@ def _tune(bm25: Any, dense: Any, questions: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["recall@5"], -r["recall@10"]))
 
 
+def _sweep_encoders(args: argparse.Namespace, passages: list, bm25: Any, queries: list[str],
+                    sets: dict[str, list[dict]]) -> dict[str, Any]:
+    """Each encoder's index (built or loaded), recall, and dense/hybrid latency interleaved with BM25."""
+    from arpo_env.envs.search.dense import DenseBackend, DenseConfig
+    from arpo_env.envs.search.evaluate import recall
+    from arpo_env.envs.search.hybrid import HybridBackend
+    trio: dict[str, Any] = {"bm25": bm25}
+    info: dict[str, Any] = {}
+    for enc in args.sweep_encoders.split(","):
+        # without --cache-dir each encoder builds its own index from scratch (onnx and torch would share one)
+        where = None if args.cache_dir else Path(os.environ["ARPO_ENV_CACHE_DIR"]) / f"sweep-{enc}"
+        t0 = time.perf_counter()
+        d = DenseBackend(passages=passages, config=DenseConfig(threads=args.threads, encoder=enc), index_dir=where)
+        first_open = time.perf_counter() - t0
+        h = HybridBackend(bm25, d)
+        trio[f"dense[{enc}]"], trio[f"hybrid[{enc}]"] = d, h
+        info[enc] = {"encoder": d.encoder_kind, "build_s": round(d.build_seconds, 3),
+                     "first_open_s": round(first_open, 3),
+                     "built_in_this_run": not d.loaded_from_disk,
+                     "recall": {n: {"dense": recall(d, q), "hybrid": recall(h, q)} for n, q in sets.items()}}
+    return {"per_encoder": info, "side_by_side": _side_by_side(trio, queries, args.passes)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="bm25,dense,rrf,hybrid,remote")
     ap.add_argument("--sets", default="hotpotqa,2wiki", help="shipped question sets (hotpotqa, 2wiki, tune)")
     ap.add_argument("--questions", action="append", default=[], help="a user question set (JSON lines)")
     ap.add_argument("--passes", type=int, default=2, help="passes over the queries for latency")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
+    ap.add_argument("--threads", type=int, default=2, help="encoder threads (DenseConfig.threads)")
+    ap.add_argument("--encoder", default="auto", help="DenseConfig.encoder: auto, onnx-int8, onnx, torch")
+    ap.add_argument("--sweep-encoders", default="", help="e.g. torch,onnx-int8: also build/load each encoder's "
+                    "index and time its dense and hybrid interleaved query by query with bm25 (recall too)")
     ap.add_argument("--sweep-threads", default="", help="e.g. 1,2: also time bm25/dense/hybrid interleaved "
                     "at each torch thread count (side_by_side in the output)")
     ap.add_argument("--latency-queries", type=int, default=100, help="how many HotpotQA questions are timed")
@@ -150,7 +176,7 @@ def main() -> None:
     if set(names) - {"bm25"} or args.tune or args.sweep_threads:
         from arpo_env.envs.search.dense import DenseBackend, DenseConfig
         from arpo_env.envs.search.hybrid import HybridBackend, HybridConfig
-        cfg = DenseConfig(threads=args.threads)
+        cfg = DenseConfig(threads=args.threads, encoder=args.encoder)
         t0 = time.perf_counter()
         first = DenseBackend(passages=passages, config=cfg)
         dense_first = time.perf_counter() - t0
@@ -158,7 +184,8 @@ def main() -> None:
         dense = DenseBackend(passages=passages, config=cfg)
         timing["dense"] = {"build_s": round(first.build_seconds, 3), "first_open_s": round(dense_first, 3),
                            "built_in_this_run": not first.loaded_from_disk,
-                           "load_s": round(time.perf_counter() - t0, 3), "threads": args.threads}
+                           "load_s": round(time.perf_counter() - t0, 3), "threads": args.threads,
+                           "encoder": dense.encoder_kind}
         backends["dense"] = dense
         backends["rrf"] = HybridBackend(bm25, dense, HybridConfig(w_links=0, w_prf=0))
         t0 = time.perf_counter()
@@ -187,6 +214,8 @@ def main() -> None:
             trio = {n: backends[n] for n in ("bm25", "dense", "hybrid")}
             out["side_by_side"][f"threads={t}"] = _side_by_side(trio, queries, args.passes)
         torch.set_num_threads(default)
+    if args.sweep_encoders:
+        out["encoders"] = _sweep_encoders(args, passages, bm25, queries, sets)
 
     cache = SearchCache(Path(tmp) / "bench.sqlite")
     cached = CachedBackend(bm25, cache, "read-write")

@@ -53,6 +53,12 @@ def import_command(source: Path = typer.Argument(..., exists=True, dir_okay=Fals
     print(json.dumps({"imported": n, "cache": str(target.path), "backend_name": backend_name}))
 
 
+def _dense_options(encoder: str) -> dict[str, str]:
+    from arpo_env.envs.search.dense import resolve_encoder
+    resolve_encoder(encoder)  # an unknown name is a ValueError naming the choices
+    return {} if encoder == "auto" else {"encoder": encoder}
+
+
 def search_command(query: str = typer.Argument(..., help="The query."),
                    k: int = typer.Option(5, "-k", help="Number of results."),
                    backend: str = typer.Option("auto", help="auto (hybrid when the dense extra is installed, "
@@ -60,13 +66,15 @@ def search_command(query: str = typer.Argument(..., help="The query."),
                    corpus: Optional[Path] = typer.Option(None, help="Corpus for bm25, dense and hybrid."),
                    remote_url: Optional[str] = typer.Option(None, "--remote-url",
                                                             help="A Search-R1 retrieval server (backend remote)."),
+                   dense_encoder: str = typer.Option("auto", "--dense-encoder",
+                                                     help="dense/hybrid encoder: auto, onnx-int8, onnx, torch."),
                    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON.")) -> None:
     """Run one search and print the results as the agent sees them."""
     from arpo_env.envs.search.base import SearchError, format_hits
     from arpo_env.envs.search.tool import SearchConfig, build_backend
     try:
         b = build_backend(SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, top_k=k,
-                                       remote_url=remote_url))
+                                       remote_url=remote_url, dense=_dense_options(dense_encoder)))
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -87,12 +95,15 @@ def serve_command(backend: str = typer.Option("auto", help="auto, bm25, dense, h
                   topk: int = typer.Option(3, help="topk when a request gives none (Search-R1's default)."),
                   max_batch: int = typer.Option(64, help="Most queries answered in one backend batch."),
                   max_wait_ms: float = typer.Option(5.0, help="How long a batch waits for more requests."),
-                  remote_url: Optional[str] = typer.Option(None, "--remote-url", help="Upstream for backend remote.")) -> None:
+                  remote_url: Optional[str] = typer.Option(None, "--remote-url", help="Upstream for backend remote."),
+                  dense_encoder: str = typer.Option("auto", "--dense-encoder",
+                                                    help="dense/hybrid encoder: auto, onnx-int8, onnx, torch.")) -> None:
     """Serve a search backend over HTTP with Search-R1's retrieval protocol (POST /retrieve)."""
     from arpo_env.envs.search.server import RetrievalServer
     from arpo_env.envs.search.tool import SearchConfig, offline_backend
     try:
-        cfg = SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, remote_url=remote_url)
+        cfg = SearchConfig(backend=backend, corpus=str(corpus) if corpus else None, remote_url=remote_url,
+                           dense=_dense_options(dense_encoder))
         if cfg.backend in ("ddgs", "replay"):
             raise ValueError("serve-retriever serves bm25, dense, hybrid or remote")
         b = offline_backend(cfg)

@@ -52,7 +52,7 @@ class SearchConfig:
     remote: dict[str, Any] = field(default_factory=dict)
     """Options of :class:`arpo_env.envs.search.remote.RemoteConfig` (timeouts, retries)."""
     dense: dict[str, Any] = field(default_factory=dict)
-    """Options of :class:`arpo_env.envs.search.dense.DenseConfig` (model folder, prefixes, threads)."""
+    """Options of :class:`arpo_env.envs.search.dense.DenseConfig` (model folder, prefixes, encoder, threads)."""
     hybrid: dict[str, Any] = field(default_factory=dict)
     """Options of :class:`arpo_env.envs.search.hybrid.HybridConfig` (fusion and second-hop weights)."""
 
