@@ -146,8 +146,9 @@ class OnnxEncoder:
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for s in sessions:
             self._free.put(s)
-        self._pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="arpo-onnx") if len(sessions) > 1 else None
         self.threads = len(sessions)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self.dimension = int(self.encode(["dimension probe"]).shape[1])
 
     @staticmethod
@@ -171,6 +172,13 @@ class OnnxEncoder:
             vecs = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
         return vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
 
+    def _executor(self) -> ThreadPoolExecutor:
+        """The worker threads, made again in a forked child (a fork copies the pool but not its threads)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="arpo-onnx")
+            self._pool_pid = os.getpid()
+        return self._pool
+
     def encode(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
         """Rows of float32 unit vectors; texts are cut at ``max_seq_length`` tokens."""
         if not texts:
@@ -178,8 +186,8 @@ class OnnxEncoder:
         size = max(1, min(batch_size, -(-len(texts) // self.threads)))
         batches = [self.tokenizer(texts[i:i + size], padding=True, truncation=True, max_length=self.max_seq_length,
                                   return_tensors="np") for i in range(0, len(texts), size)]
-        if self._pool is None or len(batches) == 1:
+        if self.threads == 1 or len(batches) == 1:
             parts = [self._run(b) for b in batches]
         else:
-            parts = list(self._pool.map(self._run, batches))
+            parts = list(self._executor().map(self._run, batches))
         return np.concatenate(parts).astype(np.float32, copy=False)

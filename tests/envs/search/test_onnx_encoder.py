@@ -128,3 +128,30 @@ def test_cli_takes_the_encoder_and_names_the_choices_for_a_bad_one(tmp_path):
     res = CliRunner().invoke(app, ["search", "Oslo", "--backend", "dense", "--dense-encoder", "tensorrt",
                                    "--corpus", str(corpus)])
     assert res.exit_code == 2 and "choose one of auto, onnx-int8, onnx, torch" in res.output
+
+
+def test_a_forked_child_encodes_with_its_own_worker_threads():
+    """Env workers fork after the parent loaded the retriever: the child must not wait on the parent's threads."""
+    import multiprocessing as mp
+    global _FORKED
+    _FORKED = OnnxEncoder(default_model_path(), dense_cache_dir() / "onnx" / "test", int8=False, max_seq_length=64,
+                          threads=2)
+    want = _FORKED.encode(TEXTS, batch_size=2)  # the worker threads exist now
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_encode_in_child, args=(out,), daemon=True)
+    child.start()
+    try:
+        got = out.get(timeout=120)  # the parent's pool, copied by fork without its threads, never answered
+        child.join(timeout=30)
+    finally:
+        child.kill()
+    assert child.exitcode == 0 and _cos(want, got).min() > 0.9999
+
+
+_FORKED: OnnxEncoder | None = None
+
+
+def _encode_in_child(out) -> None:
+    assert _FORKED is not None
+    out.put(_FORKED.encode(TEXTS, batch_size=2))
