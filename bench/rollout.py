@@ -21,7 +21,9 @@ observations fed to a later round + generated tokens), and the ratios::
     python bench/rollout.py --multi-turn --model embedded --batch 16 --turns 3 --max-new-tokens 128 \
         --repeats 3 --vllm-python /path/venv-vllm/bin/python --out bench/results/rollout_kv_reuse.json
 
-``--compare-stock`` adds ``hf_kv_reuse_stock`` (reuse on, ``kv_buffer=False, dedup_prefill=False``: the stock
+``--compare-share`` adds ``hf_kv_reuse_noshare`` (reuse on, ``share_prefix_tokens=0``: distinct first-turn
+prompts each encode the system prompt they share) and reports ``share_prefix_speedup``. vLLM's prefix cache is
+reset between repeats (``VLLMBackend.clear_kv_cache``), as the HF cache is. ``--compare-stock`` adds ``hf_kv_reuse_stock`` (reuse on, ``kv_buffer=False, dedup_prefill=False``: the stock
 ``DynamicCache`` and one prefill per row) to the interleaved runs and reports ``kv_buffer_dedup_speedup``
 (``hf_kv_reuse`` over it). ``--group G`` plays G episodes per env seed, so each first turn holds groups of G
 identical prompts as in GRPO (the minimum counts them once per row, so dedup can encode less than it)::
@@ -89,7 +91,8 @@ def play(backend, tok, args):
                    reused_tokens=d["reused_tokens"], decode_tokens=d["decode_tokens"],
                    dedup_tokens=d.get("dedup_tokens", 0),
                    encoded_vs_min=round(d["encoded_tokens"] / timed.minimum, 3))
-        backend.clear_kv_cache()  # the next repeat starts cold, as a new batch of episodes would
+    if hasattr(backend, "clear_kv_cache"):  # HF and vLLM alike: the next repeat starts cold, as a new batch
+        backend.clear_kv_cache()           # of episodes would (vLLM's prefix cache kept the warm-up's prompts)
     return row
 
 
@@ -148,6 +151,8 @@ def multi_turn(args) -> None:
                 "hf_full_prefill": HFBackend(model, tok, cache="dynamic", kv_reuse=False)}
     if args.compare_stock:  # reuse on, but the stock DynamicCache (torch.cat per step) and no prefill dedup
         backends["hf_kv_reuse_stock"] = HFBackend(model, tok, cache="dynamic", kv_buffer=False, dedup_prefill=False)
+    if args.compare_share:  # reuse on, but a prefix common to different contexts of a call is not shared
+        backends["hf_kv_reuse_noshare"] = HFBackend(model, tok, cache="dynamic", share_prefix_tokens=0)
     for b in backends.values():
         play(b, tok, argparse.Namespace(**{**vars(args), "turns": 1, "max_new_tokens": 8}))  # warm-up
     runs: dict[str, list] = {k: [] for k in backends}
@@ -162,6 +167,8 @@ def multi_turn(args) -> None:
               **{k: _summary(v) for k, v in runs.items()}}
     on, off = result["hf_kv_reuse"], result["hf_full_prefill"]
     result["kv_reuse_speedup"] = round(on["tok_per_s"] / off["tok_per_s"], 3)
+    if args.compare_share:
+        result["share_prefix_speedup"] = round(on["tok_per_s"] / result["hf_kv_reuse_noshare"]["tok_per_s"], 3)
     if args.compare_stock:
         result["kv_buffer_dedup_speedup"] = round(on["tok_per_s"] / result["hf_kv_reuse_stock"]["tok_per_s"], 3)
     result["encoded_le_min"] = all(r["encoded_tokens"] <= r["min_tokens"] for r in on["runs"])
@@ -198,6 +205,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="--multi-turn: repeats (medians reported)")
     ap.add_argument("--group", type=int, default=1, help="--multi-turn: episodes per env seed (a GRPO group: "
                     "identical first-turn prompts)")
+    ap.add_argument("--compare-share", action="store_true", help="--multi-turn: also HF with reuse but "
+                    "share_prefix_tokens=0 (each row encodes the system prompt the rows have in common)")
     ap.add_argument("--compare-stock", action="store_true", help="--multi-turn: also HF with reuse but the stock "
                     "DynamicCache and no prefill dedup (kv_buffer=False, dedup_prefill=False), interleaved")
     ap.add_argument("--vllm-python", default=None, help="--multi-turn: a Python with vLLM to compare with")

@@ -16,7 +16,9 @@ EOS or length.
 - Identical contexts in one call (a GRPO group's first turn; ARPO siblings) are prefilled once and their KV
   and last logits copied to each such row (``dedup_prefill``; dynamic cache, within a micro-batch). Every
   row still samples on its own from the shared generator, in the same order as without dedup, so a fixed
-  seed gives the same samples. ``kv_stats.dedup_tokens`` counts the context tokens this saved.
+  seed gives the same samples. Distinct contexts that start alike (a system prompt with the tool descriptions,
+  then different questions) have that prefix encoded once and reused from the KV reuse cache
+  (``share_prefix_tokens``). ``kv_stats.dedup_tokens`` counts the context tokens both saved.
 - CUDA takes the fast path: a static KV cache (shapes constant across steps) and a ``torch.compile``d
   decode step (``mode="reduce-overhead"``: CUDA graphs). Finished rows keep decoding (their tokens are
   ignored) because static shapes cannot shrink. The cache length is rounded up to ``cache_bucket`` so
@@ -38,7 +40,7 @@ EOS or length.
 
 Not covered: beam search, speculative decoding, multiple GPUs (use the ``vllm`` backend for those); KV reuse,
 the in-place buffer and prefill dedup on the static-cache path; reuse and the buffer with sliding-window/hybrid
-caches (stock cache then); reuse across processes; dedup of contexts that only share a prefix not yet cached.
+caches (stock cache then); reuse across processes; sharing more than one uncached prefix per micro-batch.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ from arpo_env.agents.backends.kv_cache import (
     cache_layers,
     extract_row,
     prefill_layout,
+    share_prefix,
 )
 from arpo_env.agents.sampling import make_generator, sample_next
 from arpo_env.agents.stopping import StopChecker
@@ -100,6 +103,10 @@ class HFBackendConfig:
     dedup_prefill: bool = True
     """Dynamic cache: prefill identical contexts of one call once (e.g. a GRPO group's first turn) and copy
     their KV and last logits to every row that has them; rows still sample independently."""
+    share_prefix_tokens: int = 16
+    """With KV reuse: when the distinct contexts of a micro-batch share a prefix of at least this many tokens
+    not yet cached (the system prompt and tool descriptions before different questions), encode it once and
+    start every row from it (:func:`~arpo_env.agents.backends.kv_cache.share_prefix`); 0: off."""
 
 
 class HFBackend:
@@ -230,9 +237,18 @@ class HFBackend:
         uniq = sorted(set(src))
         cached: dict[int, LayerKV | None] = {i: None for i in uniq}
         n_cached = dict.fromkeys(uniq, 0)
+        reused = n_cached
         if prefix is not None:
             for i in uniq:
                 cached[i], n_cached[i] = prefix.lookup(contexts[i])
+            reused = dict(n_cached)
+            shared = share_prefix(model, prefix, [contexts[i] for i in uniq], [n_cached[i] for i in uniq],
+                                  self.config.share_prefix_tokens)
+            if shared:  # every row now finds the shared prefix (or a longer one) in the cache
+                for i in uniq:
+                    cached[i], n_cached[i] = prefix.lookup(contexts[i])
+                self.kv_stats.prefill_tokens += shared
+                self.kv_stats.dedup_tokens += sum(n_cached[s] - reused[s] for s in src) - shared
             hits = sum(n_cached[s] > 0 for s in src)
             self.kv_stats.hits += hits
             self.kv_stats.misses += b - hits
@@ -241,7 +257,7 @@ class HFBackend:
         new = {i: len(contexts[i]) - n_cached[i] for i in uniq}
         self.kv_stats.prefill_tokens += sum(new.values())
         self.kv_stats.dedup_tokens += sum(new[s] for i, s in enumerate(src) if s != i)
-        self.kv_stats.reused_tokens += sum(n_cached[s] for s in src)
+        self.kv_stats.reused_tokens += sum(reused[s] for s in src)
         ids, attn, pos = ids.to(device), attn.to(device), pos.to(device)
         vocab = model.get_output_embeddings().weight.shape[0]
         seen = None

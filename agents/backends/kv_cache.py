@@ -14,9 +14,14 @@ of tokens they share with an earlier generation, so only new tokens are encoded.
 - Stale weights: the owner calls :meth:`PrefixKVCache.check_weights` before each use; the cache empties when
   the model's parameters changed (in-place optimizer steps and ``load_state_dict`` bump tensor versions).
 
+- Shared prefixes of one call (:func:`share_prefix`): when the distinct contexts of a micro-batch start with
+  the same tokens not yet cached (a system prompt with the tool descriptions, then different questions), that
+  prefix is encoded once (a batch of one) and stored here, so every row reuses it; identical contexts are
+  prefilled once by the backend (``dedup_prefill``).
+
 Not covered: paged/block-shared storage, sliding-window or hybrid (recurrent) caches (the backend turns reuse
-off for them), sharing new tokens between different contexts of the same call (siblings whose contexts differ
-encode their common uncached part each; identical contexts are prefilled once by the backend, ``dedup_prefill``).
+off for them); several different shared prefixes in one micro-batch (only the prefix common to all its
+distinct contexts is shared).
 """
 from __future__ import annotations
 
@@ -45,8 +50,10 @@ class KVStats:
     reused_tokens: int = 0
     """Context tokens whose keys and values came from the prefix cache instead (not encoded)."""
     dedup_tokens: int = 0
-    """Context tokens not encoded because an identical context in the same call was (its copies' new tokens;
-    their cached prefix counts in ``reused_tokens``): prefill + reused + dedup = all context tokens."""
+    """Context tokens not encoded because the same tokens of another row of the same call were: the new
+    tokens of copies of an identical context, and a shared prefix encoded once for several rows (its one
+    encoding counts in ``prefill_tokens``). Cached prefixes count in ``reused_tokens``:
+    prefill + reused + dedup = all context tokens."""
     decode_tokens: int = 0
     """Generated tokens fed back through a decode step while their row was still running."""
     generated_tokens: int = 0
@@ -153,6 +160,38 @@ class PrefixKVCache:
             _, old = self._entries.popitem(last=False)
             total -= len(old)
             self.evicted += 1
+
+
+def share_prefix(model: Any, prefix: PrefixKVCache, contexts: Sequence[Sequence[int]], n_cached: Sequence[int],
+                 min_tokens: int) -> int:
+    """Encode the prefix common to all ``contexts`` once and store it in ``prefix``, when at least two rows
+    have less than it cached (``n_cached``) and at least ``min_tokens`` of it are new; the caller then looks
+    its rows up again. Returns the tokens encoded (0: nothing done). Capped at the shortest context minus one
+    (its last token's logits start the generation). A model whose cache is not plain full attention: 0."""
+    if min_tokens < 1 or len(contexts) < 2:
+        return 0
+    shortest = min(len(c) for c in contexts)
+    first = torch.as_tensor(list(contexts[0][:shortest]), dtype=torch.long)
+    n = shortest - 1
+    for c in contexts[1:]:
+        n = min(n, _common_prefix(first[:n], torch.as_tensor(list(c[:n]), dtype=torch.long)))
+    if n < min_tokens or sum(k < n for k in n_cached) < 2:
+        return 0
+    kv0, n0 = prefix.lookup(contexts[0][:n + 1])  # at most n tokens of it already cached
+    if n - n0 < min_tokens:
+        return 0
+    device = next(model.parameters()).device
+    past = None
+    if kv0 is not None:
+        past = build_past([kv0], [n0], n0, kv0)
+    out = model(input_ids=first[None, n0:n].to(device), attention_mask=torch.ones((1, n), dtype=torch.long,
+                device=device), position_ids=torch.arange(n0, n, device=device)[None], past_key_values=past,
+                use_cache=True, logits_to_keep=1)
+    layers = cache_layers(out.past_key_values)
+    if layers is None:
+        return 0
+    prefix.put(first[:n].tolist(), [(k[0].clone(), v[0].clone()) for k, v in layers])
+    return n - n0
 
 
 def _storage(t: torch.Tensor) -> int:

@@ -61,6 +61,12 @@ class VLLMBackend:
             max_tokens=params.max_new_tokens, stop=list(params.stop) or None, include_stop_str_in_output=True,
             seed=params.seed, logprobs=max(1, params.logprobs_topk), skip_special_tokens=False)
 
+    def clear_kv_cache(self) -> None:
+        """Drop vLLM's cached prefix blocks (``LLM.reset_prefix_cache``), as ``HFBackend.clear_kv_cache`` does."""
+        reset = getattr(self.llm, "reset_prefix_cache", None)
+        if reset is not None:
+            reset()
+
     def generate(self, contexts: Sequence[Sequence[int]], params: SamplingParams) -> list[Generation]:
         """One continuation per context, in order (one ``LLM.generate`` call for the batch)."""
         if not contexts:

@@ -135,3 +135,22 @@ def test_top_k_top_p_filter_keeps_the_right_tokens():
     assert kept.tolist() == [[True, True, False, False]]
     kept = torch.isfinite(filter_top_k_top_p(logits, 1, 1.0))
     assert kept.tolist() == [[True, False, False, False]]
+
+
+def test_top_k_sampling_draws_from_the_filtered_distribution():
+    """The top-k fast path (draws among the k candidates) samples the distribution of the full-vocabulary
+    filter: frequencies over 20,000 draws match the filtered softmax, and nothing outside it is drawn."""
+    from arpo_env.agents.sampling import sample_next
+    torch.manual_seed(0)
+    logits = torch.randn(1, 50) * 2
+    for top_k, top_p in ((5, 1.0), (8, 0.6), (50, 0.6)):
+        want = torch.softmax(filter_top_k_top_p(logits / 0.7, top_k, top_p), -1)[0]
+        g = torch.Generator().manual_seed(1)
+        rows = logits.repeat(20000, 1)
+        tok, lp, ent = sample_next(rows, None, temperature=0.7, top_k=top_k, top_p=top_p, repetition_penalty=1.0,
+                                   generator=g)
+        freq = torch.bincount(tok, minlength=50).double() / len(tok)
+        assert bool((freq[want == 0] == 0).all())
+        assert torch.allclose(freq, want.double(), atol=0.015), (top_k, top_p)
+        full = torch.log_softmax(logits / 0.7, -1)[0]
+        assert torch.allclose(lp, full[tok], atol=1e-6)  # log-probs stay those of the policy, unfiltered

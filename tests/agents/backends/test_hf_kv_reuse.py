@@ -184,3 +184,59 @@ def test_rows_finishing_early_are_cached_too():
     lengths = {len(g.token_ids) for g in a}
     assert len(lengths) > 1  # rows did finish at different steps
     assert reuse.kv_stats.hits == 2 * len(ctxs)
+
+
+@pytest.mark.parametrize("max_batch_size", [256, 3])
+def test_a_prefix_shared_by_different_questions_is_encoded_once(tiny, max_batch_size):
+    """A system prompt before different questions (an eval batch, GRPO with several prompts): encoded once,
+    the rows start from it; same tokens and log-probs as full prefills, and the counts add up."""
+    model, tok = tiny
+    system = tok.encode("<|im_start|>system\nYou can call <calculator>expression</calculator> and <search>query"
+                        "</search>; the results come back in <result></result>.<|im_end|>\n",
+                        add_special_tokens=False)
+    questions = [tok.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)
+                 for q in ("What is 17 * 23?", "Who wrote Dracula?", "What is 2 + 2?", "Capital of Peru?",
+                           "What is 17 * 23?")]  # the last repeats the first: dedup and sharing together
+    ctxs = [system + q for q in questions]
+    shared = HFBackend(model, tok, cache="dynamic", max_batch_size=max_batch_size)
+    off = HFBackend(model, tok, cache="dynamic", max_batch_size=max_batch_size, share_prefix_tokens=0)
+    full = HFBackend(model, tok, cache="dynamic", kv_reuse=False, max_batch_size=max_batch_size)
+    a, b, c = (x.generate(ctxs, GREEDY) for x in (shared, off, full))
+    _assert_same(a, c)
+    _assert_same(b, c)
+    s, o = shared.kv_stats, off.kv_stats
+    total = sum(len(x) for x in ctxs)
+    for st in (s, o, full.kv_stats):
+        assert st.prefill_tokens + st.reused_tokens + st.dedup_tokens == total
+    if max_batch_size == 256:  # one micro-batch: nothing cached before it, so the sharing is dedup within it
+        assert s.reused_tokens == 0 and s.dedup_tokens >= 3 * len(system)
+        assert s.prefill_tokens <= total - 3 * len(system)  # 4 distinct contexts, the system prompt once
+        assert o.prefill_tokens == total - len(ctxs[-1])  # only the identical copy saved
+    else:  # micro-batches of 3: the first shares within itself, the second reuses the first's stored rows
+        assert s.reused_tokens >= len(system) and s.prefill_tokens < o.prefill_tokens
+    # a second call with new questions reuses the stored rows' system prompt from the cache
+    again = shared.generate([system + questions[1][:-1]], GREEDY)
+    _assert_same(again, full.generate([system + questions[1][:-1]], GREEDY))
+    assert shared.kv_stats.reused_tokens >= len(system)
+
+
+def test_share_prefix_needs_two_rows_and_enough_new_tokens(tiny):
+    from arpo_env.agents.backends.kv_cache import share_prefix
+    model, tok = tiny
+    cache = PrefixKVCache(4096)
+    head = list(range(5, 45))
+    ctxs = [head + [50, 51], head + [60, 61, 62]]
+    assert share_prefix(model, cache, ctxs, [0, 0], min_tokens=41) == 0  # 40 shared < 41
+    assert share_prefix(model, cache, ctxs[:1], [0], min_tokens=8) == 0  # one row: nothing to share
+    assert share_prefix(model, cache, ctxs, [40, 0], min_tokens=8) == 0  # one row already has it
+    with torch.no_grad():
+        assert share_prefix(model, cache, ctxs, [0, 0], min_tokens=8) == 40
+        kv, n = cache.lookup(ctxs[1])
+        assert n == 40 and kv[0][0].shape[1] == 40
+        # half of it cached already: only the rest is encoded, extending the cached entry
+        cache2 = PrefixKVCache(4096)
+        cache2.put(head[:20], [(k[:, :20].clone(), v[:, :20].clone()) for k, v in kv])
+        assert share_prefix(model, cache2, ctxs, [20, 20], min_tokens=8) == 20
+        kv2, n2 = cache2.lookup(ctxs[0])
+        assert n2 == 40 and all(torch.allclose(x[0], y[0], atol=1e-10) and torch.allclose(x[1], y[1], atol=1e-10)
+                                for x, y in zip(kv, kv2))
