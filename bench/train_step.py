@@ -228,8 +228,12 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
     same = all(tok(t, add_special_tokens=False).input_ids == list(ids) for t, ids in zip(texts, prompt_ids))
     data = Dataset.from_list([{"prompt": t} for t in texts])
     with tempfile.TemporaryDirectory() as tmp:
-        conf = GRPOConfig(output_dir=tmp, per_device_train_batch_size=args.prompts * args.generations,
-                          num_generations=args.generations, max_completion_length=args.completion_tokens,
+        # TRL's micro-batch = ours (per-device batch x accumulation = the rollout batch, one optimizer step):
+        # with the whole rollout batch as one micro-batch TRL ran out of 24 GB at 4 x 8 x 128 (logits in fp32)
+        batch = args.prompts * args.generations
+        micro = max(d for d in range(1, min(args.micro_batch_size, batch) + 1) if batch % d == 0)
+        conf = GRPOConfig(output_dir=tmp, per_device_train_batch_size=micro,
+                          gradient_accumulation_steps=batch // micro, num_generations=args.generations, max_completion_length=args.completion_tokens,
                           beta=0.0, bf16=torch.cuda.is_available(), max_steps=1 + max(1, args.repeats),
                           logging_steps=1, report_to=[], learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
                           optim="adamw_torch_fused", temperature=1.0, shuffle_dataset=False,
@@ -265,7 +269,8 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
     return {"step_seconds": step, "timed_steps": times[1:], "rollout_seconds": rollout,
             "update_seconds": statistics.median([t - g for t, g in zip(times[1:], gen_times[1:])]),
             "generated_tokens": int(statistics.median(completion_tokens[1:])),
-            "prompt_tokens": [len(i) for i in prompt_ids], "prompt_tokens_match": same}
+            "prompt_tokens": [len(i) for i in prompt_ids], "prompt_tokens_match": same,
+            "micro_batch_size": micro, "gradient_accumulation_steps": batch // micro}
 
 
 def main() -> None:

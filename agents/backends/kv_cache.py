@@ -175,8 +175,8 @@ def share_prefix(model: Any, prefix: PrefixKVCache, contexts: Sequence[Sequence[
     n = shortest - 1
     for c in contexts[1:]:
         n = min(n, _common_prefix(first[:n], torch.as_tensor(list(c[:n]), dtype=torch.long)))
-    if n < min_tokens or sum(k < n for k in n_cached) < 2:
-        return 0
+    if n < min_tokens or n > prefix.budget_tokens or sum(k < n for k in n_cached) < 2:
+        return 0  # too short, too long to store, or fewer than two rows would use it
     kv0, n0 = prefix.lookup(contexts[0][:n + 1])  # at most n tokens of it already cached
     if n - n0 < min_tokens:
         return 0
