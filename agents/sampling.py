@@ -50,6 +50,12 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
+def _outside_nucleus(sorted_logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """For logits sorted best first: True where the mass of the tokens strictly before reaches ``top_p``."""
+    probs = torch.softmax(sorted_logits, dim=-1)
+    return (probs.cumsum(-1) - probs) >= top_p
+
+
 def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Set logits outside the top-k and outside the smallest nucleus of mass ``top_p`` to -inf (the most
     likely token always survives)."""
@@ -59,9 +65,7 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if 0.0 < top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # drop a token when the mass of the tokens strictly before it already reaches top_p
-        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop_sorted = _outside_nucleus(sorted_logits, top_p)
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -98,8 +102,7 @@ def _sample_top_k(x: torch.Tensor, top_k: int, top_p: float, generator: torch.Ge
     (those were 12% of a CPU decode step of SmolLM2 at batch 16). Ties at the k-th logit keep exactly k."""
     vals, idx = torch.topk(x, top_k, dim=-1)  # sorted, best first
     if 0.0 < top_p < 1.0:
-        probs = torch.softmax(vals, dim=-1)
-        vals = vals.masked_fill((probs.cumsum(-1) - probs) >= top_p, float("-inf"))
+        vals = vals.masked_fill(_outside_nucleus(vals, top_p), float("-inf"))
     choice = torch.multinomial(torch.softmax(vals, dim=-1), 1, generator=generator)
     return idx.gather(-1, choice).squeeze(-1)
 

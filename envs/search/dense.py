@@ -178,7 +178,6 @@ class DenseBackend:
         self.passages = passages if passages is not None else load_corpus(corpus)
         self.corpus_hash = corpus_hash(self.passages)
         self.model = load_encoder(self.config)
-        self.encoder_kind = self.model.kind
         c = asdict(self.config)
         self._effective = {"model": _model_key(model_dir(self.config)), "max_seq_length": c["max_seq_length"],
                            "query_prefix": c["query_prefix"], "passage_prefix": c["passage_prefix"],
@@ -194,6 +193,11 @@ class DenseBackend:
         self.build_seconds = 0.0
         self.embeddings = self._load_or_build(use_disk_cache)
         self._ann = self._maybe_ann()
+
+    @property
+    def encoder_kind(self) -> str:
+        """``torch``, ``onnx`` or ``onnx-int8``: what :attr:`model` is (``auto`` resolved)."""
+        return self.model.kind
 
     # ----- embeddings -----------------------------------------------------------------------------
     def encode(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray:

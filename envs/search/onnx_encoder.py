@@ -132,7 +132,6 @@ class OnnxEncoder:
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
         self.input_names = list(self.tokenizer.model_input_names)
         self.max_seq_length = max_seq_length
-        self.int8 = int8
         self.kind = "onnx-int8" if int8 else "onnx"
         path = export(model_dir, cache_dir, int8=int8)
         try:
