@@ -90,7 +90,7 @@ def _tune(bm25: Any, dense: Any, questions: list[dict]) -> list[dict]:
     rows = []
     ranks: dict[str, list[int]] = {}
     shared = HybridBackend(bm25, dense)
-    grid = itertools.product([1.0], [0.5, 1.0, 2.0], [0.0, 1.0, 2.0], [1, 3, 5], [0.0, 0.5, 1.0])
+    grid = itertools.product([1.0], [0.5, 1.0, 2.0], [0.0, 1.0, 2.0, 3.0, 4.0], [1, 2, 3], [0.0, 0.5, 1.0])
     for wb, wd, wl, lf, wp in grid:
         if wl == 0 and lf != 1:
             continue

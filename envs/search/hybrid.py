@@ -6,7 +6,9 @@ One query runs in two rounds over one corpus (both backends must index the same 
    (weights ``w_bm25``, ``w_dense``; RRF constant ``rrf_k``).
 2. **Second hop.** (a) *Title links*: passages whose title is mentioned in the question or in the text of
    the ``link_from`` best first-hop passages (exact, case-folded n-gram match against the corpus titles,
-   also without a trailing ``(disambiguation)``), ordered by dense similarity to the question: this is
+   also without a trailing ``(disambiguation)``; by default only where the mention is capitalised, i.e. a
+   proper noun: "a comedy film" does not link to the page "Comedy!"), ordered by dense similarity to the
+   question: this is
    how the bridge entity of a HotpotQA/2Wiki question is reached (``link_from`` > 1 with ``link_decay``
    prefers candidates linked from better-ranked passages). (b) *Pseudo-relevance feedback* (Rocchio in
    embedding space): the question's vector plus ``prf_alpha`` times the mean stored embedding of the
@@ -50,13 +52,15 @@ class HybridConfig:
     """Reciprocal-rank constant: a list's item at rank r (from 1) adds ``w / (rrf_k + r)``."""
     w_bm25: float = 1.0
     """Weight of the BM25 ranking of the question."""
-    w_dense: float = 2.0
+    w_dense: float = 0.5
     """Weight of the dense ranking of the question."""
-    w_links: float = 1.0
-    """Weight of the title-linked passages (0: no link hop)."""
+    w_links: float = 2.0
+    """Weight of the title-linked passages (0: no link hop). Above ``w_bm25 + w_dense`` a passage the best
+    first-hop passage names (the bridge entity: "directed by Kenneth Branagh") outranks first-hop passages
+    that only resemble the question."""
     link_from: int = 1
     """How many of the best first-hop passages are read for title mentions (the question always is)."""
-    w_prf: float = 0.5
+    w_prf: float = 1.0
     """Weight of the dense feedback ranking (0: no feedback round)."""
     prf_docs: int = 2
     """Feedback passages: the query vector plus the stored embeddings of this many best first-hop passages."""
@@ -69,6 +73,9 @@ class HybridConfig:
     """Order link candidates by similarity to the feedback vector (question + best passages), not the question."""
     min_title_chars: int = 4
     """Titles shorter than this are never linked (too ambiguous)."""
+    link_proper_only: bool = True
+    """Link a title only where every word of its mention outside a small function-word list starts with a
+    capital letter or a digit (a proper-noun mention); False: any case-folded match."""
 
 
 def _norm(text: str) -> str:
@@ -76,9 +83,11 @@ def _norm(text: str) -> str:
 
 
 class TitleLinker:
-    """Finds corpus titles mentioned in a text (exact case-folded word n-grams)."""
+    """Finds corpus titles mentioned in a text (exact case-folded word n-grams; with ``proper_only`` only
+    mentions whose words outside ``_COMMON`` are capitalised in the text)."""
 
-    def __init__(self, titles: list[str], min_chars: int = 4):
+    def __init__(self, titles: list[str], min_chars: int = 4, proper_only: bool = False):
+        self.proper_only = proper_only
         self._index: dict[str, list[int]] = defaultdict(list)
         for i, t in enumerate(titles):
             for form in {_norm(t), _norm(_PAREN.sub("", t))}:
@@ -88,7 +97,8 @@ class TitleLinker:
 
     def mentions(self, text: str) -> list[int]:
         """Passage indices whose title occurs in ``text``, in order of first mention (longest match first)."""
-        words = _WORD.findall(text.casefold())
+        cased = _WORD.findall(text)
+        words = [w.casefold() for w in cased]
         out: dict[int, None] = {}
         i = 0
         while i < len(words):
@@ -96,7 +106,9 @@ class TitleLinker:
             for n in range(min(self._longest, len(words) - i), 0, -1):
                 hit = self._index.get(" ".join(words[i:i + n]))
                 if hit:
-                    out.update(dict.fromkeys(hit))
+                    if not self.proper_only or all(w[0].isupper() or w[0].isdigit() for w in cased[i:i + n]
+                                                   if w.casefold() not in _COMMON):
+                        out.update(dict.fromkeys(hit))
                     step = n
                     break
             i += step
@@ -115,9 +127,9 @@ class HybridBackend:
         c = self.config
         self.name = (f"hybrid:{dense.name.split(':')[1]}:{bm25.corpus_hash}:"
                      f"{c.w_bm25:g},{c.w_dense:g},{c.w_links:g}x{c.link_from},{c.w_prf:g}v{c.prf_docs}x{c.prf_alpha:g},"
-                     f"{c.link_decay:g}{'f' if c.link_feedback else ''},"
+                     f"{c.link_decay:g}{'f' if c.link_feedback else ''}{'' if c.link_proper_only else 'c'},"
                      f"{c.pool},{c.rrf_k:g}")
-        self._linker = TitleLinker([p.title for p in self.passages], c.min_title_chars)
+        self._linker = TitleLinker([p.title for p in self.passages], c.min_title_chars, c.link_proper_only)
         self._links: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         self._ids = {p.id: i for i, p in enumerate(self.passages)}

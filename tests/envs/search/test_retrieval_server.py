@@ -144,6 +144,15 @@ def test_title_linker_finds_mentions_longest_first():
     assert linker.mentions("the of and") == []
 
 
+def test_title_linker_proper_only_skips_lower_case_mentions():
+    """With ``proper_only`` (the hybrid's default) "a comedy film taken from" links neither "Comedy!" nor
+    "Taken (film)"; the capitalised mentions still link, function words inside a title may stay lower case."""
+    titles = ["Comedy!", "Taken (film)", "Kenneth Branagh", "Lord of the Rings", "1984"]
+    text = "A comedy film taken from Lord of the Rings by Kenneth Branagh in 1984, not a Comedy."
+    assert TitleLinker(titles, proper_only=True).mentions(text) == [3, 2, 4, 0]
+    assert TitleLinker(titles).mentions(text) == [0, 1, 3, 2, 4]
+
+
 def test_question_sets_and_recall(tmp_path, bm25):
     hot, wiki, tune = (load_question_set(s) for s in ("hotpotqa", "2wiki", "tune"))
     assert len(hot) == 100 and "titles" in hot[0] and "answers" in wiki[0] and "answers" in tune[0]
