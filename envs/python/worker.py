@@ -95,22 +95,23 @@ def _mount(src, dst, fstype, flags, data=None):
                        data.encode() if data else None), f"mount {dst}")
 
 
-def hide_paths(keep, hide):
-    """In a private mount namespace with a tmpfs on /tmp: cover each dir of ``hide`` with an empty tmpfs,
-    but keep each dir of ``keep`` (the interpreter, which may live under a hidden home) visible, read-only."""
-    keep = [p for p in keep if os.path.isdir(p)]
-    for i, path in enumerate(keep):  # park what must stay visible before its parent is hidden
-        os.makedirs(f"/tmp/.keep{i}", exist_ok=True)
-        _mount(path, f"/tmp/.keep{i}", None, MS_BIND | MS_REC)
+def hold_paths(keep):
+    """O_PATH handles on the dirs of ``keep`` (the interpreter's), taken before any tmpfs covers them: a venv
+    under /tmp or a pyenv under /root stays reachable through its handle after the cover is mounted."""
+    return [(p, os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)) for p in keep if os.path.isdir(p)]
+
+
+def hide_paths(held, hide):
+    """Cover each dir of ``hide`` with an empty tmpfs, then bind each held dir (:func:`hold_paths`) back at
+    its own path, read-only."""
     for path in hide:
         if os.path.isdir(path) and not os.path.islink(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for i, path in enumerate(keep):
+    for path, fd in held:
         os.makedirs(path, exist_ok=True)
-        _mount(f"/tmp/.keep{i}", path, None, MS_BIND | MS_REC)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
         _mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-        _check(_libc.umount2(f"/tmp/.keep{i}".encode(), 2), "umount")  # MNT_DETACH
-        os.rmdir(f"/tmp/.keep{i}")
+        os.close(fd)
 
 
 def setup_namespaces(cfg):
@@ -118,11 +119,12 @@ def setup_namespaces(cfg):
     flags = CLONE_NEWNS | (CLONE_NEWNET if cfg.get("netns", True) else 0)
     _check(_libc.unshare(flags), "unshare")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    held = hold_paths(cfg.get("keep", []))
     tmp_mb = int(cfg.get("tmpfs_mb", 64))
     for d in ("/tmp", "/dev/shm", "/var/tmp"):
         if os.path.isdir(d):
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
-    hide_paths(cfg.get("keep", []), cfg.get("hide", []))
+    hide_paths(held, cfg.get("hide", []))
     if cfg.get("netns", True):
         try:  # loopback up, so code can use 127.0.0.1 inside its own (empty) namespace
             import fcntl
@@ -498,8 +500,7 @@ def prestage(cfg):
     setup = dict(cfg.get("setup", {}), netns=False)
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # parking space only
-    hide_paths(setup.get("keep", []), setup.get("hide", []))
+    hide_paths(hold_paths(setup.get("keep", [])), setup.get("hide", []))
     uid = cfg["uid"]
     os.setgroups([])
     os.setgid(uid)

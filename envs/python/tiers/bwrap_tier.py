@@ -5,7 +5,8 @@ Read-only view of the whole system, private tmpfs ``/tmp`` (size-limited; holds 
 ipc, uts, cgroup), all capabilities dropped, ``--new-session``, ``--die-with-parent``, uid/gid 65534
 inside. bwrap itself runs unprivileged: started as root, a small prestage hides the homes (re-binding
 the interpreter when it lives under one) in a private mount namespace, drops to the tree's own high uid
-and execs bwrap, so the sandbox maps to an unprivileged uid on the host. The same rlimits as the
+and execs bwrap, so the sandbox maps to an unprivileged uid on the host. An interpreter under one of
+the private tmpfs dirs (a venv in ``/tmp``) is bound back read-only over bwrap's own tmpfs. The same rlimits as the
 subprocess tier apply inside. Forks are ``os.fork`` inside the sandbox (one sandbox per tree).
 """
 from __future__ import annotations
@@ -38,6 +39,9 @@ def _bwrap_args(config: SandboxConfig, python: str, prestaged: bool) -> list[str
             if os.path.isdir(path):
                 args += ["--tmpfs", path]
         for path in common.keep_paths(config, python):
+            args += ["--ro-bind", path, path]
+    else:  # the prestage hid the homes; bwrap's own tmpfs dirs still cover an interpreter in /tmp
+        for path in common.private_keep_paths(config, python):
             args += ["--ro-bind", path, path]
     for key, value in common.scrubbed_env().items():
         args += ["--setenv", key, value]

@@ -70,17 +70,29 @@ def interpreter(config: SandboxConfig) -> str:
 
 def python_prefixes(python: str) -> list[str]:
     """Directories the sandboxed interpreter needs to see (prefix, base prefix, resolved binary dir)."""
-    dirs = {sys.prefix, sys.base_prefix, str(Path(os.path.realpath(python)).parent.parent)}
+    dirs = {sys.prefix, sys.base_prefix, str(Path(python).absolute().parent.parent),  # a venv: its own dir
+            str(Path(os.path.realpath(python)).parent.parent)}
     return sorted(d for d in dirs if d and d != "/")
 
 
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+"""Dirs every tier covers with its own empty tmpfs (bwrap: /tmp, /var/tmp, /run; the root setup: /tmp,
+/var/tmp, /dev/shm)."""
+
+
+def _under(path: str, dirs: tuple[str, ...] | list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
 def keep_paths(config: SandboxConfig, python: str) -> list[str]:
-    """Interpreter dirs that sit under a hidden path and must be re-bound read-only."""
-    keep = []
-    for p in python_prefixes(python):
-        if any(p == h or p.startswith(h.rstrip("/") + "/") for h in config.hide_paths):
-            keep.append(p)
-    return keep
+    """Interpreter dirs that sit under a hidden path or a private tmpfs dir (a venv in /tmp) and must be
+    re-bound read-only inside the sandbox."""
+    return [p for p in python_prefixes(python) if _under(p, list(config.hide_paths)) or _under(p, PRIVATE_DIRS)]
+
+
+def private_keep_paths(config: SandboxConfig, python: str) -> list[str]:
+    """The :func:`keep_paths` under :data:`PRIVATE_DIRS` (bwrap re-binds these after its own tmpfs mounts)."""
+    return [p for p in keep_paths(config, python) if _under(p, PRIVATE_DIRS)]
 
 
 def scrubbed_env() -> dict[str, str]:

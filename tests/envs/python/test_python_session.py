@@ -108,3 +108,25 @@ def test_make_python_tool_contract():
 def test_strip_fence():
     assert _strip_fence("```python\nprint(1)\n```") == "print(1)"
     assert _strip_fence("\nprint(1)\n") == "print(1)"
+
+
+def test_interpreter_in_a_venv_under_tmp_runs(tier, tmp_path_factory):
+    """Every tier covers /tmp with its own tmpfs: an interpreter living there (a venv in /tmp, as the
+    README's fresh-machine check made) must be re-bound, or the worker never starts (it did not, on bwrap)."""
+    if tier == "docker":
+        pytest.skip("the docker tier runs the image's interpreter")
+    import os
+    import shutil
+    import tempfile
+    import venv
+    root = tempfile.mkdtemp(prefix="arpo-venv-", dir="/tmp")
+    os.chmod(root, 0o755)  # as `python -m venv` leaves it (mkdtemp's 0700 would lock out the sandbox's uid)
+    try:
+        venv.create(root, symlinks=True, system_site_packages=True, with_pip=False)
+        tool = make_python_tool(sandbox=tier, python=f"{root}/bin/python")
+        try:
+            assert tool("import sys\nprint(sys.prefix, 6 * 7)").text == f"{root} 42"
+        finally:
+            tool.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
