@@ -28,7 +28,11 @@ def progress_bar(total: int, enabled: bool = True, label: str = "eval") -> Itera
         task = prog.add_task(label, total=total, rate="")
 
         def advance(n: int) -> None:
-            speed = prog.tasks[0].speed
-            prog.update(task, advance=n, rate=f"{speed:.2f} samples/s" if speed else "")
+            # the mean rate since the start: rich's windowed speed read thousands of samples/s when a
+            # batch of episodes finished in the same instant
+            prog.update(task, advance=n)
+            t = prog.tasks[0]
+            speed = t.completed / t.elapsed if t.elapsed else 0.0
+            prog.update(task, rate=f"{speed:.2f} samples/s" if speed else "")
 
         yield advance
