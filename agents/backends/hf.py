@@ -63,9 +63,11 @@ from arpo_env.agents.backends.kv_cache import (
     LayerKV,
     PrefixKVCache,
     build_past,
+    cache_kwargs,
     cache_layers,
     extract_row,
     prefill_layout,
+    returned_cache,
     share_prefix,
 )
 from arpo_env.agents.sampling import make_generator, sample_next
@@ -273,7 +275,7 @@ class HFBackend:
             cache = StaticCache(config=model.config, max_cache_len=total)
             mask = torch.ones((b, total), dtype=torch.long, device=device)
             mask[:, :length] = attn
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **cache_kwargs(model, cache),
                         cache_position=torch.arange(length, device=device), use_cache=True, logits_to_keep=1)
             step_fn = self._decode_fn()
         else:
@@ -285,9 +287,9 @@ class HFBackend:
                 past = build_past([cached[i] for i in uniq], [n_cached[i] for i in uniq], past_w, like, capacity)
             elif n_layers:
                 past = kv_buffer.BufferedCache(n_layers, capacity)
-            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=past,
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, **cache_kwargs(model, past),
                         use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+            cache = returned_cache(out)
             if prefix is not None and cache_layers(cache) is None:
                 log.warning("KV reuse needs a plain DynamicCache; this model's cache is %s: reuse is off",
                             type(cache).__name__)
@@ -361,7 +363,7 @@ class HFBackend:
                     active = torch.ones(len(rows), dtype=torch.bool)
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                            past_key_values=cache, use_cache=True)
+                            **cache_kwargs(model, cache), use_cache=True)
                 logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         if prefix is not None:
@@ -395,7 +397,7 @@ class HFBackend:
         def step(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                  cache: Any, cache_position: torch.Tensor) -> torch.Tensor:
             return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, cache_position=cache_position, use_cache=True).logits
+                         **cache_kwargs(model, cache), cache_position=cache_position, use_cache=True).logits
 
         if not self._compile_enabled():
             return step

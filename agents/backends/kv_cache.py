@@ -25,6 +25,7 @@ distinct contexts is shared).
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,30 @@ class PrefixKVCache:
             self.evicted += 1
 
 
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """``{name: cache}`` under the model forward's name for its KV cache: ``cache`` in transformers releases
+    that renamed it (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` in older
+    ones (the vLLM venv's). A PEFT or ``torch.compile`` wrapper is looked through."""
+    inner = getattr(model, "_orig_mod", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    cls = type(inner)
+    name = _CACHE_NAME.get(cls)
+    if name is None:
+        name = _CACHE_NAME[cls] = ("cache" if "cache" in inspect.signature(inner.forward).parameters
+                                   else "past_key_values")
+    return {name: cache}
+
+
+_CACHE_NAME: dict[type, str] = {}
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned (``out.cache``, or ``out.past_key_values`` in older releases)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
 def share_prefix(model: Any, prefix: PrefixKVCache, contexts: Sequence[Sequence[int]], n_cached: Sequence[int],
                  min_tokens: int) -> int:
     """Encode the prefix common to all ``contexts`` once and store it in ``prefix``, when at least two rows
@@ -185,9 +210,9 @@ def share_prefix(model: Any, prefix: PrefixKVCache, contexts: Sequence[Sequence[
     if kv0 is not None:
         past = build_past([kv0], [n0], n0, kv0)
     out = model(input_ids=first[None, n0:n].to(device), attention_mask=torch.ones((1, n), dtype=torch.long,
-                device=device), position_ids=torch.arange(n0, n, device=device)[None], past_key_values=past,
+                device=device), position_ids=torch.arange(n0, n, device=device)[None], **cache_kwargs(model, past),
                 use_cache=True, logits_to_keep=1)
-    layers = cache_layers(out.past_key_values)
+    layers = cache_layers(returned_cache(out))
     if layers is None:
         return 0
     prefix.put(first[:n].tolist(), [(k[0].clone(), v[0].clone()) for k, v in layers])

@@ -7,6 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+# every forward passes the KV cache under the name this transformers expects (`cache` since the rename;
+# the deprecated `past_key_values` would warn, and stop working in 5.40)
+pytestmark = pytest.mark.filterwarnings("error:`past_key_values` is deprecated:FutureWarning")
+
 from arpo_env import SamplingParams  # noqa: E402
 from arpo_env.agents.backends.hf import HFBackend  # noqa: E402
 from arpo_env.agents.backends.kv_cache import PrefixKVCache  # noqa: E402
