@@ -127,7 +127,7 @@ class HybridBackend:
         c = self.config
         self.name = (f"hybrid:{dense.name.split(':')[1]}:{bm25.corpus_hash}:"
                      f"{c.w_bm25:g},{c.w_dense:g},{c.w_links:g}x{c.link_from},{c.w_prf:g}v{c.prf_docs}x{c.prf_alpha:g},"
-                     f"{c.link_decay:g}{'f' if c.link_feedback else ''}{'' if c.link_proper_only else 'c'},"
+                     f"{c.link_decay:g}{'f' if c.link_feedback else ''}{'p' if c.link_proper_only else ''},"
                      f"{c.pool},{c.rrf_k:g}")
         self._linker = TitleLinker([p.title for p in self.passages], c.min_title_chars, c.link_proper_only)
         self._links: dict[int, list[int]] = {}

@@ -6,8 +6,8 @@ ipc, uts, cgroup), all capabilities dropped, ``--new-session``, ``--die-with-par
 inside. bwrap itself runs unprivileged: started as root, a small prestage hides the homes (re-binding
 the interpreter when it lives under one) in a private mount namespace, drops to the tree's own high uid
 and execs bwrap, so the sandbox maps to an unprivileged uid on the host. An interpreter under one of
-the private tmpfs dirs (a venv in ``/tmp``) is bound back read-only over bwrap's own tmpfs. The same rlimits as the
-subprocess tier apply inside. Forks are ``os.fork`` inside the sandbox (one sandbox per tree).
+the private tmpfs dirs (a venv in ``/tmp``) is bound back read-only over bwrap's own tmpfs. The same
+rlimits as the subprocess tier apply inside. Forks are ``os.fork`` inside the sandbox (one sandbox per tree).
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ tmpfs dirs, hidden home directories, a scrubbed environment and no inherited fil
 
 Started as root: the zygote (which never runs model code) enters new mount and network namespaces,
 mounts the private tmpfs dirs and hides ``hide_paths`` (re-binding the interpreter read-only when it
-lives under one, e.g. pyenv in ``/root``, or under a private tmpfs dir, e.g. a venv in ``/tmp``), then every session drops to the tree's own high uid with
-``no_new_privs`` before running any code. Started as a normal user: a user namespace is used for the
+lives under one, e.g. pyenv in ``/root``, or under a private tmpfs dir, e.g. a venv in ``/tmp``), then
+every session drops to the tree's own high uid with ``no_new_privs`` before running any code. Started as a normal user: a user namespace is used for the
 same mounts when the kernel permits; otherwise only rlimits, scratch dir and a scrubbed environment
 (``available`` says so). Not covered: seccomp syscall filtering, cgroup memory accounting (``RLIMIT_AS``
 bounds each process, ``RLIMIT_NPROC`` the number of them).
