@@ -233,7 +233,8 @@ def run_trl(args, prompt_ids: list[list[int]]) -> dict:
         batch = args.prompts * args.generations
         micro = max(d for d in range(1, min(args.micro_batch_size, batch) + 1) if batch % d == 0)
         conf = GRPOConfig(output_dir=tmp, per_device_train_batch_size=micro,
-                          gradient_accumulation_steps=batch // micro, num_generations=args.generations, max_completion_length=args.completion_tokens,
+                          gradient_accumulation_steps=batch // micro, num_generations=args.generations,
+                          max_completion_length=args.completion_tokens,
                           beta=0.0, bf16=torch.cuda.is_available(), max_steps=1 + max(1, args.repeats),
                           logging_steps=1, report_to=[], learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
                           optim="adamw_torch_fused", temperature=1.0, shuffle_dataset=False,

@@ -63,8 +63,8 @@ from arpo_env.agents.backends.kv_cache import (
     LayerKV,
     PrefixKVCache,
     build_past,
-    cache_kwargs,
     cache_layers,
+    cache_name,
     extract_row,
     prefill_layout,
     returned_cache,
@@ -227,6 +227,7 @@ class HFBackend:
     def _generate_chunk(self, contexts: list[Sequence[int]], params: SamplingParams,
                         generator: torch.Generator | None) -> list[Generation]:
         model, device = self.model, self.device
+        kv_kw = cache_name(model)  # `cache` or `past_key_values`, by transformers release
         b = len(contexts)
         max_new = params.max_new_tokens
         static = self._static()
@@ -275,7 +276,7 @@ class HFBackend:
             cache = StaticCache(config=model.config, max_cache_len=total)
             mask = torch.ones((b, total), dtype=torch.long, device=device)
             mask[:, :length] = attn
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **cache_kwargs(model, cache),
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{kv_kw: cache},
                         cache_position=torch.arange(length, device=device), use_cache=True, logits_to_keep=1)
             step_fn = self._decode_fn()
         else:
@@ -287,7 +288,7 @@ class HFBackend:
                 past = build_past([cached[i] for i in uniq], [n_cached[i] for i in uniq], past_w, like, capacity)
             elif n_layers:
                 past = kv_buffer.BufferedCache(n_layers, capacity)
-            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, **cache_kwargs(model, past),
+            out = model(input_ids=ids, attention_mask=attn, position_ids=pos, **{kv_kw: past},
                         use_cache=True, logits_to_keep=1)
             cache = returned_cache(out)
             if prefix is not None and cache_layers(cache) is None:
@@ -363,7 +364,7 @@ class HFBackend:
                     active = torch.ones(len(rows), dtype=torch.bool)
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                            **cache_kwargs(model, cache), use_cache=True)
+                            **{kv_kw: cache}, use_cache=True)
                 logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
         if prefix is not None:
@@ -393,11 +394,12 @@ class HFBackend:
     def _decode_fn(self) -> Any:
         """The static-cache decode step, compiled when enabled (compiled once per backend)."""
         model = self.model
+        kv_kw = cache_name(model)
 
         def step(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                  cache: Any, cache_position: torch.Tensor) -> torch.Tensor:
             return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         **cache_kwargs(model, cache), cache_position=cache_position, use_cache=True).logits
+                         **{kv_kw: cache}, cache_position=cache_position, use_cache=True).logits
 
         if not self._compile_enabled():
             return step

@@ -163,22 +163,20 @@ class PrefixKVCache:
             self.evicted += 1
 
 
-def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
-    """``{name: cache}`` under the model forward's name for its KV cache: ``cache`` in transformers releases
-    that renamed it (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` in older
-    ones (the vLLM venv's). A PEFT or ``torch.compile`` wrapper is looked through."""
+_CACHE_NAME: dict[type, str] = {}
+
+
+def cache_name(model: Any) -> str:
+    """The model forward's keyword for its KV cache: ``cache`` in transformers releases that renamed it
+    (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` in older ones (the vLLM
+    venv's). A PEFT or ``torch.compile`` wrapper is looked through; the answer is kept per model class."""
     inner = getattr(model, "_orig_mod", model)
     if hasattr(inner, "get_base_model"):
         inner = inner.get_base_model()
     cls = type(inner)
-    name = _CACHE_NAME.get(cls)
-    if name is None:
-        name = _CACHE_NAME[cls] = ("cache" if "cache" in inspect.signature(inner.forward).parameters
-                                   else "past_key_values")
-    return {name: cache}
-
-
-_CACHE_NAME: dict[type, str] = {}
+    if cls not in _CACHE_NAME:
+        _CACHE_NAME[cls] = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    return _CACHE_NAME[cls]
 
 
 def returned_cache(out: Any) -> Any:
@@ -210,7 +208,7 @@ def share_prefix(model: Any, prefix: PrefixKVCache, contexts: Sequence[Sequence[
     if kv0 is not None:
         past = build_past([kv0], [n0], n0, kv0)
     out = model(input_ids=first[None, n0:n].to(device), attention_mask=torch.ones((1, n), dtype=torch.long,
-                device=device), position_ids=torch.arange(n0, n, device=device)[None], **cache_kwargs(model, past),
+                device=device), position_ids=torch.arange(n0, n, device=device)[None], **{cache_name(model): past},
                 use_cache=True, logits_to_keep=1)
     layers = cache_layers(returned_cache(out))
     if layers is None:

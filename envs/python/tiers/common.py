@@ -80,14 +80,14 @@ PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 /var/tmp, /dev/shm)."""
 
 
-def _under(path: str, dirs: tuple[str, ...] | list[str]) -> bool:
+def _under(path: str, dirs: tuple[str, ...]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
 def keep_paths(config: SandboxConfig, python: str) -> list[str]:
     """Interpreter dirs that sit under a hidden path or a private tmpfs dir (a venv in /tmp) and must be
     re-bound read-only inside the sandbox."""
-    return [p for p in python_prefixes(python) if _under(p, list(config.hide_paths)) or _under(p, PRIVATE_DIRS)]
+    return [p for p in python_prefixes(python) if _under(p, config.hide_paths) or _under(p, PRIVATE_DIRS)]
 
 
 def private_keep_paths(config: SandboxConfig, python: str) -> list[str]:
