@@ -212,7 +212,8 @@ def register_sft(app: typer.Typer) -> None:
     @app.command("traces")
     def traces(out: str = typer.Option("traces.jsonl", "--out", "-o", help="ShareGPT JSONL to write."),
                env: list[str] = typer.Option(["arpo/Calculator-v0=100"], "--env",
-                                             help="ENV_ID=N (repeatable): N teacher trajectories in ENV_ID."),
+                                             help="ENV_ID=N or ENV_ID:TEACHER=N (repeatable): N teacher trajectories in "
+                                                  "ENV_ID; TEACHER: calculator, python, search, qa, fact, word."),
                seed: int = typer.Option(0, help="Seed of tasks and wording."),
                search_backend: Optional[str] = typer.Option(
                    None, help="Search backend of Search-v0/MultiTool-v0 (bm25, hybrid, ...; default: auto).")) -> None:

@@ -2,10 +2,12 @@
 
 - ``qa`` (Search-v0 / MultiTool-v0): real multi-hop *training* questions (ARPO's RL set
   ``train_10k.parquet``, MIT; shipped as :data:`QA_QUESTIONS`, built by :func:`mine_qa_questions`) whose
-  gold answer appears in the top 5 BM25 results of the question itself in the bundled corpus, plus a few
-  yes/no ones. The teacher searches the question, quotes the sentence of the page holding the answer and
+  gold answer appears in the top 5 BM25 or hybrid results of the question itself in the bundled corpus, plus
+  a few yes/no ones. The teacher searches the question, quotes the sentence of the page holding the answer and
   boxes the span copied from that page; for yes/no questions it boxes the gold word. No benchmark test
   question is in the file (:func:`mine_qa_questions` drops them and ``arpo traces`` checks again).
+- ``fact`` (Search-v0 / MultiTool-v0): the same teacher on template fact questions of the corpus
+  (:mod:`arpo_env.trainers.fact_questions`); a trajectory whose search does not show the gold is dropped.
 - ``word`` (Python-v0): generated GSM8K-style word problems (:func:`word_problem`, templates written for this
   project, not taken from any test set); the teacher names the quantities in Python, prints the result and
   boxes it.
@@ -42,9 +44,11 @@ def load_qa_tasks(path: str | Path = QA_QUESTIONS) -> list[Any]:
 
 
 def mine_qa_questions(parquet: str | Path, out: str | Path = QA_QUESTIONS, *, yesno: int = 20,
-                      max_answer_words: int = 6, max_passages: int = 1000, seed: int = 0) -> dict[str, int]:
+                      max_answer_words: int = 6, max_passages: int = 1000, seed: int = 0,
+                      backends: tuple[str, ...] = ("bm25", "hybrid")) -> dict[str, int]:
     """Write :data:`QA_QUESTIONS` from ARPO's ``train_10k.parquet`` (needs pyarrow): every ``qa`` row whose
-    gold (at most ``max_answer_words`` words) is in the top-5 results of the question and in at most
+    gold (at most ``max_answer_words`` words) is in the top-5 results of the question (by any of
+    ``backends``; ``hybrid`` needs the ``dense`` extra) and in at most
     ``max_passages`` corpus passages (so common words like nationalities, found by chance, are out), and ``yesno``
     random yes/no rows; benchmark test questions are dropped. Returns the counts."""
     from arpo_env.extras import require
@@ -53,11 +57,11 @@ def mine_qa_questions(parquet: str | Path, out: str | Path = QA_QUESTIONS, *, ye
 
     from arpo_env.envs.search.base import format_hits
     from arpo_env.envs.search.corpus import load_corpus
-    from arpo_env.envs.search.tool import shared_bm25
+    from arpo_env.envs.search.tool import shared_bm25, shared_hybrid
     from arpo_env.trainers.decontamination import benchmark_questions, normalize
 
     bench = benchmark_questions()
-    backend = shared_bm25(None)
+    searchers = [{"bm25": shared_bm25, "hybrid": shared_hybrid}[b](None) for b in backends]
     texts = [p.text.lower() for p in load_corpus()]
     spans, yn = [], []
     for r in pq.read_table(str(parquet)).to_pylist():
@@ -70,7 +74,7 @@ def mine_qa_questions(parquet: str | Path, out: str | Path = QA_QUESTIONS, *, ye
         if gold.lower() in ("yes", "no"):
             yn.append({"question": q, "answer": [gold.lower()], "kind": "yesno"})
         elif (len(gold.split()) <= max_answer_words
-              and _find(format_hits(backend.search(q, 5), snippet_chars=500), gold) >= 0
+              and any(_find(format_hits(b.search(q, 5), snippet_chars=500), gold) >= 0 for b in searchers)
               and sum(gold.lower() in t for t in texts) <= max_passages):
             spans.append({"question": q, "answer": [gold], "kind": "span"})
     rng = np.random.default_rng(seed)
@@ -110,13 +114,18 @@ def _evidence(obs: str, gold: str) -> tuple[int, str, str] | None:
     return None
 
 
-def qa_teacher(task: Any, rng: np.random.Generator) -> Turns:
-    """Search the question, then answer from the page that holds the answer (yes/no: the gold word)."""
+def qa_teacher(task: Any, rng: np.random.Generator, *, need_evidence: bool = False) -> Turns:
+    """Search the question, then answer from the page that holds the answer (yes/no: the gold word).
+    ``need_evidence``: when no result line holds the gold, answer ``unknown`` (the env scores it 0, so
+    ``arpo traces`` drops the trajectory) instead of stating the gold unseen."""
     intro = ["I should search for the question.", "Let me search for this.",
              "I need to find the facts in the corpus.", "Search the corpus for the question."]
     obs = yield f"<think>{intro[int(rng.integers(len(intro)))]}</think>\n<search>{task.question}</search>"
     gold = task.answer[0]
     found = _evidence(obs or "", gold) if task.metadata.get("kind") == "span" else None
+    if found is None and need_evidence:
+        yield "<think>The pages do not say.</think>\n<answer>\\boxed{unknown}</answer>"
+        return
     if found is None:
         yield (f"<think>The pages give the facts needed; the answer is {gold}.</think>\n"
                f"<answer>\\boxed{{{gold}}}</answer>")
@@ -124,6 +133,12 @@ def qa_teacher(task: Any, rng: np.random.Generator) -> Turns:
     page, sentence, span = found
     yield (f"<think>Page {page} says: {sentence}. So the answer is {span}.</think>\n"
            f"<answer>\\boxed{{{span}}}</answer>")
+
+
+def fact_teacher(task: Any, rng: np.random.Generator) -> Turns:
+    """:func:`qa_teacher` on the template fact questions (:mod:`arpo_env.trainers.fact_questions`): only
+    trajectories whose search shows the gold are kept."""
+    return qa_teacher(task, rng, need_evidence=True)
 
 
 _NAMES = ["Ana", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kofi", "Lena",

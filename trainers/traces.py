@@ -12,8 +12,10 @@ Teachers:
   ("What is TITLE?", gold = the "is a ..." phrase of the passage's first sentence), a search for the
   title (sometimes the question first), then the answer copied from the gold. The shipped HotpotQA
   training questions are also the ``hotpotqa_offline`` benchmark, so they are NOT used (decontamination);
-- ``qa`` and ``word`` (:mod:`arpo_env.trainers.teachers`): ARPO's multi-hop training questions answered
-  with a span copied from the search results, and generated word problems solved in Python.
+- ``qa``, ``fact`` and ``word`` (:mod:`arpo_env.trainers.teachers`): ARPO's multi-hop training questions
+  answered with a span copied from the search results; template fact questions ("Who directed the 1948
+  film T?", :mod:`arpo_env.trainers.fact_questions`) answered the same way, kept only when the search shows
+  the gold; and generated word problems solved in Python.
 
 ``arpo traces --env ENV_ID=N`` uses the env's default teacher (:data:`DEFAULT_TEACHER`);
 ``--env ENV_ID:TEACHER=N`` picks one (e.g. ``arpo/Search-v0:qa=60``, ``arpo/Python-v0:word=40``).
@@ -133,21 +135,26 @@ def _qa_pool(n: int, seed: int) -> list[Any]:
     return load_qa_tasks()
 
 
+def _fact_pool(n: int, seed: int) -> list[Any]:
+    from arpo_env.trainers.fact_questions import fact_tasks
+    return fact_tasks(seed)
+
+
 def _word_pool(n: int, seed: int) -> list[Any]:
     from arpo_env.trainers.teachers import word_tasks
     return word_tasks(n, seed)
 
 
 def _teachers() -> dict[str, tuple[Callable[[Any, np.random.Generator], Turns], Callable[[int, int], list[Any]] | None]]:
-    from arpo_env.trainers.teachers import qa_teacher, word_teacher
+    from arpo_env.trainers.teachers import fact_teacher, qa_teacher, word_teacher
     return {"calculator": (_calc, None), "python": (_python, None), "search": (_search, _corpus_pool),
-            "qa": (qa_teacher, _qa_pool), "word": (word_teacher, _word_pool)}
+            "qa": (qa_teacher, _qa_pool), "fact": (fact_teacher, _fact_pool), "word": (word_teacher, _word_pool)}
 
 
 DEFAULT_TEACHER = {"arpo/Calculator-v0": "calculator", "arpo/Python-v0": "python", "arpo/Search-v0": "search",
                    "arpo/MultiTool-v0": "search"}
 """The teacher of an env when ``arpo traces --env ENV=N`` names none (``ENV:TEACHER=N`` picks one)."""
-TEACHER_NAMES = ("calculator", "python", "search", "qa", "word")
+TEACHER_NAMES = ("calculator", "python", "search", "qa", "fact", "word")
 
 
 def play(env_id: str, n: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None,

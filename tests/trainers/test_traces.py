@@ -53,14 +53,14 @@ def test_decontamination_check_rejects_a_benchmark_question():
 
 
 @pytest.mark.parametrize("env_id,teacher", [("arpo/Search-v0", "qa"), ("arpo/MultiTool-v0", "qa"),
-                                            ("arpo/Python-v0", "word")])
+                                            ("arpo/Search-v0", "fact"), ("arpo/Python-v0", "word")])
 def test_answer_from_tool_teachers_score_and_box_what_the_tool_showed(env_id, teacher):
     kept, dropped = play(env_id, 5, seed=2, teacher=teacher)
     assert dropped == 0 and len(kept) == 5
     for ex in kept:
         obs = "".join(t for t, m in ex.segments if not m)
         boxed = ex.segments[-1][0].split("\\boxed{")[1].split("}")[0]
-        if teacher == "word" or "says:" in ex.segments[-1][0]:
+        if teacher in ("word", "fact") or "says:" in ex.segments[-1][0]:
             assert boxed.lower() in obs.lower()  # the answer is copied from the tool's real output
 
 
