@@ -1,6 +1,8 @@
 """Decontamination: generated training questions must not be questions of a shipped benchmark test set.
 
 Questions are compared after :func:`normalize` (lower case, alphanumerics, single spaces).
+:func:`benchmark_answers` gives the gold answers of the QA benchmarks, for generators that write single-hop
+questions whose answer could be the last hop of a test question (``arpo_env.trainers.fact_questions``).
 Not covered: paraphrases or partial overlaps (only exact normalised matches are caught).
 """
 from __future__ import annotations
@@ -28,6 +30,21 @@ def benchmark_questions() -> set[str]:
         except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
             continue
         out.update(normalize(t.question) for t in tasks)
+    return out
+
+
+def benchmark_answers(category: str = "qa") -> set[str]:
+    """Normalised gold answers (every alias) of the shipped benchmarks of ``category``."""
+    from arpo_env.benchmarks.registry import list_benchmarks
+    out: set[str] = set()
+    for b in list_benchmarks():
+        if b.category != category:
+            continue
+        try:
+            tasks = b.load()
+        except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
+            continue
+        out.update(normalize(a) for t in tasks for a in t.answer)
     return out
 
 

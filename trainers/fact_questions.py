@@ -16,7 +16,9 @@ the paragraph:
 
 Only the ``musique`` and ``2wiki`` pools are read: the ``hotpotqa`` pool holds the evidence of the
 ``hotpotqa_offline`` benchmark, so no question is written from it (nor from a paragraph whose title is also
-a ``hotpotqa`` title). The ``fact`` teacher (:func:`arpo_env.trainers.teachers.fact_teacher`) keeps a
+a ``hotpotqa`` title). A fact whose gold is the gold of a QA benchmark question is dropped too ("Where was
+John Francis Dillon born?" is the last hop of 2Wiki's "Where was the director of film The Half-Way Girl
+born?"), except bare years and nationality words, answers too common to name a test question. The ``fact`` teacher (:func:`arpo_env.trainers.teachers.fact_teacher`) keeps a
 question only when its search shows the gold, so every kept trajectory answers from what it read.
 
 Not covered: two-hop compositions ("Where was the director of T born?"), comparison questions, yes/no,
@@ -81,7 +83,8 @@ def facts(title: str, text: str) -> list[tuple[str, str, str]]:
         out.append(("founded", t, m.group(1)))
     if not out and (m := _WORK.match(head)):
         out.append((m.group(1), t, m.group(2)))
-    return [(k, s, g.strip(" ,")) for k, s, g in out if g.strip(" ,") and g.strip(" ,").lower() not in s.lower()]
+    golds = [(k, s, g.strip(" ,.")) for k, s, g in out]
+    return [(k, s, g) for k, s, g in golds if len(g) > 2 and g.lower() not in s.lower()]
 
 
 PER_KIND = 120
@@ -95,16 +98,20 @@ def fact_tasks(seed: int = 0) -> list[Any]:
 
     from arpo_env.envs.search.corpus import load_corpus
     from arpo_env.task import Task
+    from arpo_env.trainers.decontamination import benchmark_answers, normalize
     passages = load_corpus()
     held = {p.title for p in passages if p.id.startswith("hotpotqa/")}
     rng = np.random.default_rng([seed, 31])
     found = [(p, f) for p in passages if not (p.id.startswith("hotpotqa/") or p.title in held or len(p.title) > 70)
              for f in facts(p.title, p.text)]
     nationalities = {g for _, (k, _, g) in found if k == "nationality"}
+    tests = benchmark_answers("qa")
     by_kind: dict[str, list[Any]] = {}
     for p, (kind, subject, gold) in found:
         if kind != "nationality" and gold.split()[0] in nationalities:  # "an album by (the) British band"
             continue
+        if normalize(gold) in tests and not (gold in nationalities or re.fullmatch(r"\d{4}", gold)):
+            continue  # possibly the last hop of a benchmark question
         year = re.search(r"\b(\d{4})\b", p.text[:200])
         forms = _ASK[kind]
         q = forms[int(rng.integers(len(forms)))].format(t=subject, y=year.group(1) if year else "")

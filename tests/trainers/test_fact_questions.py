@@ -58,3 +58,17 @@ def test_fact_teacher_gives_up_when_the_search_does_not_show_the_gold():
     gen = qa_teacher(task, np.random.default_rng(0))
     next(gen)
     assert "\\boxed{Zyx Quuxley}" in gen.send("<result>\nPage 1: Nothing: no match here.\n</result>")
+
+
+def test_no_fact_answers_a_benchmark_question_unless_the_answer_is_a_year_or_a_nationality():
+    import re
+
+    from arpo_env.trainers.decontamination import benchmark_answers, normalize
+    tests = benchmark_answers("qa")
+    assert "new york new york" in tests  # 2Wiki: "Where was the director of film The Half-Way Girl born?"
+    tasks = fact_tasks(1)
+    nationalities = {t.answer[0] for t in tasks if t.metadata["fact"] == "nationality"}
+    leaked = [t for t in tasks if normalize(t.answer[0]) in tests
+              and not (re.fullmatch(r"\d{4}", t.answer[0]) or t.answer[0] in nationalities)]
+    assert leaked == []
+    assert not any(t.question == "Where was John Francis Dillon born?" for t in tasks)
