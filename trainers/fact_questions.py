@@ -18,8 +18,9 @@ Only the ``musique`` and ``2wiki`` pools are read: the ``hotpotqa`` pool holds t
 ``hotpotqa_offline`` benchmark, so no question is written from it (nor from a paragraph whose title is also
 a ``hotpotqa`` title). A fact whose gold is the gold of a QA benchmark question is dropped too ("Where was
 John Francis Dillon born?" is the last hop of 2Wiki's "Where was the director of film The Half-Way Girl
-born?"), except bare years and nationality words, answers too common to name a test question. The ``fact`` teacher (:func:`arpo_env.trainers.teachers.fact_teacher`) keeps a
-question only when its search shows the gold, so every kept trajectory answers from what it read.
+born?"), except bare years and nationality words, answers too common to name a test question. The
+``fact`` teacher (:func:`arpo_env.trainers.teachers.fact_teacher`) keeps a question only when its search
+shows the gold, so every kept trajectory answers from what it read.
 
 Not covered: two-hop compositions ("Where was the director of T born?"), comparison questions, yes/no,
 birth or death given as a bare year.
@@ -92,8 +93,9 @@ PER_KIND = 120
 
 
 def fact_tasks(seed: int = 0) -> list[Any]:
-    """Every template question of the ``musique`` and ``2wiki`` pools as a task (metadata ``kind``,
-    ``title``, ``passage``), one wording per fact drawn by ``seed``; deterministic."""
+    """The template questions of the ``musique`` and ``2wiki`` pools as tasks (metadata ``kind`` "span",
+    ``fact``, ``title``), at most :data:`PER_KIND` of each kind, one wording per fact, both drawn by
+    ``seed``; deterministic. The film questions name the first 4-digit number of the paragraph as the year."""
     import numpy as np
 
     from arpo_env.envs.search.corpus import load_corpus
