@@ -8,7 +8,9 @@ Not covered: paraphrases or partial overlaps (only exact normalised matches are 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
+from arpo_env.task import Task
 from arpo_env.trainers.sft_data import Example
 
 
@@ -20,32 +22,27 @@ def normalize(q: str) -> str:
     return " ".join(re.sub(r"[^0-9a-z]+", " ", q.lower()).split())
 
 
-def benchmark_questions() -> set[str]:
-    """Normalised questions of every registered benchmark whose data is shipped (others are skipped)."""
+def _shipped_tasks(category: str | None = None) -> Iterator[Task]:
+    """The tasks of every registered benchmark (of ``category``, if given) whose data is shipped."""
     from arpo_env.benchmarks.registry import list_benchmarks
-    out: set[str] = set()
     for b in list_benchmarks():
+        if category is not None and b.category != category:
+            continue
         try:
             tasks = b.load()
         except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
             continue
-        out.update(normalize(t.question) for t in tasks)
-    return out
+        yield from tasks
+
+
+def benchmark_questions() -> set[str]:
+    """Normalised questions of every registered benchmark whose data is shipped (others are skipped)."""
+    return {normalize(t.question) for t in _shipped_tasks()}
 
 
 def benchmark_answers(category: str = "qa") -> set[str]:
     """Normalised gold answers (every alias) of the shipped benchmarks of ``category``."""
-    from arpo_env.benchmarks.registry import list_benchmarks
-    out: set[str] = set()
-    for b in list_benchmarks():
-        if b.category != category:
-            continue
-        try:
-            tasks = b.load()
-        except Exception:  # noqa: BLE001 - data not shipped / not installed: nothing to check against
-            continue
-        out.update(normalize(a) for t in tasks for a in t.answer)
-    return out
+    return {normalize(a) for t in _shipped_tasks(category) for a in t.answer}
 
 
 def check_decontaminated(examples: list[Example], questions: set[str] | None = None) -> None:
